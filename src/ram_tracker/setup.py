@@ -1,0 +1,31 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'ram_tracker'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        # launch/ and config/ live at the repository root; the package folder links to them so
+        # `ros2 launch ram_tracker tracker.launch.py` finds them in share/ram_tracker/.
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.json')
+         + glob('config/*.xml') + glob('config/*.rviz')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='RAM-ROS maintainers',
+    maintainer_email='maintainers@ram-ros.dev',
+    description='RAM object-permanence tracker: inference core and ROS 2 node.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'tracker_node = ram_tracker.tracker_node:main',
+        ],
+    },
+)
