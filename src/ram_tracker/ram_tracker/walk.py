@@ -1,0 +1,255 @@
+"""Random walk along memory (RAM, Tokmakov et al. ICML 2022, eq. 1, 2 and 5).
+
+Nodes are the cells of the node-embedding grid (B, D, H, W) produced by the model's f_q head.
+A transition A_t^{t+1}(i, j) = softmax_j(<q_t^i, q_{t+1}^j> / tau) moves walker mass from node i
+in frame t to node j in frame t+1. A walker is a probability distribution over nodes: (B, M, N) for
+M walkers (objects) on N = H * W nodes. Propagation is X <- X A.
+
+Two forms of A:
+  * global: a dense (B, N, N) matrix, every node connected to every node (paper eq. 1);
+  * local (paper sec. 3.3): node i only connects to the nodes of a square window of
+    (2R+1) x (2R+1) cells around its own position, R = int(r * H) (RAM_NOTES: official window).
+    Stored sparse as values (B, N, K), K = (2R+1)^2, with an implicit offset table: entry k of
+    row i is the node at i's position + offsets[k]. Neighbours outside the image are masked
+    out of the softmax (value exactly 0; the official code lets them leak onto node 0).
+
+The local logits are computed with a tiled matmul + gather: the grid is cut into S x S tiles,
+each tile's queries are multiplied with its (S+2R)^2 neighbourhood in the next frame (one
+batched matmul, BLAS speed), then the K entries of each node's own window are gathered.
+Memory stays O(N * (S+2R)^2) instead of unfold's O(D * N * K) (which blows up on big grids,
+see ROS_ENV.md), and no dense N x N matrix is ever built.
+
+Pure PyTorch, no ROS, no custom CUDA; device follows the input tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+
+def window_radius(grid_height: int, radius_rel: float) -> int:
+    """Window radius in cells: R = int(r * H') as in the official code (r = 0.2 PD/KITTI)."""
+    return max(int(grid_height * radius_rel), 0)
+
+
+def window_offsets(radius: int, device=None) -> torch.Tensor:
+    """(K, 2) integer (dy, dx) offsets of a square window, row-major; the centre is K // 2."""
+    d = torch.arange(-radius, radius + 1, device=device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    return torch.stack([dy.reshape(-1), dx.reshape(-1)], dim=1)
+
+
+@dataclass
+class SparseTransition:
+    """Local transition matrix in row-sparse form.
+
+    values[b, i, k] = A(i, j) with j = node at (y_i + offsets[k, 0], x_i + offsets[k, 1]).
+    Entries whose neighbour lies outside the grid are exactly 0 (their index points at i itself
+    so that every index is valid, but they carry no mass). Rows sum to 1.
+    """
+    values: torch.Tensor   # (B, N, K) float
+    indices: torch.Tensor  # (N, K) long, neighbour node index (self for masked entries)
+    valid: torch.Tensor    # (N, K) bool, neighbour inside the grid
+    radius: int
+    grid: Tuple[int, int]  # (H, W) of the node grid
+
+    @property
+    def num_nodes(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+Transition = Union[torch.Tensor, SparseTransition]  # dense (B, N, N) or sparse local
+
+
+def neighbour_table(grid: Tuple[int, int], radius: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Neighbour indices (N, K) and in-grid mask (N, K) of the square window on an H x W grid."""
+    H, W = grid
+    off = window_offsets(radius, device)
+    ys = torch.arange(H, device=device).view(H, 1, 1)
+    xs = torch.arange(W, device=device).view(1, W, 1)
+    ny = ys + off[:, 0].view(1, 1, -1)
+    nx = xs + off[:, 1].view(1, 1, -1)
+    valid = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+    self_index = (ys * W + xs).expand(H, W, off.shape[0])
+    indices = torch.where(valid, ny * W + nx, self_index)
+    return indices.reshape(H * W, -1), valid.reshape(H * W, -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# transitions
+
+def global_transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """Dense A (B, N, N) between embeddings (B, D, H, W) of consecutive frames (paper eq. 1)."""
+    B, D = q_prev.shape[:2]
+    a = q_prev.reshape(B, D, -1).transpose(1, 2)          # (B, N, D)
+    b = q_next.reshape(B, D, -1)                          # (B, D, N)
+    logits = torch.bmm(a, b) / tau
+    return torch.softmax(logits, dim=-1)                  # softmax subtracts the row max internally
+
+
+def _local_logits(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tile: int) -> torch.Tensor:
+    """<q_prev[i], q_next[i + offset_k]> for every node i and window offset k: (B, N, K).
+
+    Out-of-grid neighbours get logit 0 here (zero padding); the caller masks them.
+    """
+    B, D, H, W = q_prev.shape
+    R, S = radius, tile
+    Hp, Wp = -(-H // S) * S, -(-W // S) * S               # grid padded to whole tiles
+    ny, nx = Hp // S, Wp // S
+    L = S + 2 * R                                         # side of a tile's neighbourhood
+    # queries: (B * tiles, S*S, D)
+    qp = F.pad(q_prev, (0, Wp - W, 0, Hp - H))
+    qp = qp.reshape(B, D, ny, S, nx, S).permute(0, 2, 4, 3, 5, 1).reshape(B * ny * nx, S * S, D)
+    # keys: each tile's (S+2R)^2 neighbourhood, cut from the zero-padded next frame. unfold with
+    # stride S copies only ((S+2R)/S)^2 times the map, not K times.
+    kp = F.pad(q_next, (R, Wp - W + R, R, Hp - H + R))
+    kp = F.unfold(kp, kernel_size=L, stride=S)            # (B, D*L*L, tiles)
+    kp = kp.reshape(B, D, L * L, ny * nx).permute(0, 3, 1, 2).reshape(B * ny * nx, D, L * L)
+    sim = torch.bmm(qp, kp)                               # (B*tiles, S*S, L*L)
+    # column of neighbour k for query (sy, sx) inside its tile's neighbourhood
+    s = torch.arange(S, device=q_prev.device)
+    off = window_offsets(R, q_prev.device)
+    col = ((s.view(S, 1, 1) + R + off[:, 0].view(1, 1, -1)) * L
+           + (s.view(1, S, 1) + R + off[:, 1].view(1, 1, -1)))   # (S, S, K)
+    col = col.reshape(1, S * S, -1).expand(sim.shape[0], -1, -1)
+    sim = torch.gather(sim, 2, col)                       # (B*tiles, S*S, K)
+    K = sim.shape[-1]
+    sim = sim.reshape(B, ny, nx, S, S, K).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, K)
+    return sim[:, :H, :W].reshape(B, H * W, K)
+
+
+def local_transition(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tau: float = 0.1,
+                     tile: Optional[int] = None) -> SparseTransition:
+    """Sparse local A (paper eq. 5 with the official square window of radius R cells).
+
+    q_prev, q_next: (B, D, H, W) node embeddings. Softmax over the in-grid window only.
+    """
+    B, D, H, W = q_prev.shape
+    R = int(radius)
+    if tile is None:
+        # Tile side: big enough that the (S+2R)^2 halo overhead stays small, small enough that
+        # the per-tile similarity block (S^2 x (S+2R)^2) stays cheap. S = 8 measured best on CPU.
+        tile = max(4, min(8, max(H, W)))
+    logits = _local_logits(q_prev, q_next, R, tile) / tau
+    indices, valid = neighbour_table((H, W), R, q_prev.device)
+    logits = logits.masked_fill(~valid, float("-inf"))   # out-of-image: exactly 0 after softmax
+    values = torch.softmax(logits, dim=-1)               # max-subtracted; the centre is always valid
+    return SparseTransition(values=values, indices=indices, valid=valid, radius=R, grid=(H, W))
+
+
+def transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1,
+               radius: Optional[int] = None) -> Transition:
+    """Local sparse transition if `radius` is given, otherwise the dense global one."""
+    if radius is None:
+        return global_transition(q_prev, q_next, tau)
+    return local_transition(q_prev, q_next, radius, tau)
+
+
+# ----------------------------------------------------------------------------------------------
+# walkers
+
+def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
+    """One step of the walk X <- X A for walkers (B, M, N); returns (B, M, N).
+
+    Local form: the mass of node i is pushed to its K window neighbours with weights
+    values[i, :]; no dense N x N matrix is built. Two exact implementations, picked by size:
+      * F.fold (the adjoint of unfold) on the node grid: one op, but it materialises the
+        (B, M*K, N) contributions; fastest for a few walkers (inference);
+      * a loop over the K window offsets adding shifted, weighted copies of the walker into a
+        padded canvas: O(B*M*N) memory, faster once M*K*N is large (training with many objects).
+    """
+    if isinstance(A, torch.Tensor):
+        return torch.bmm(walker, A)
+    B, M, N = walker.shape
+    H, W = A.grid
+    R = A.radius
+    k = 2 * R + 1
+    if B * M * k * k * N <= _FOLD_MAX_ELEMENTS:
+        # contribution of source node i along offset kk: (B, M, K, N) -> fold wants (B, M*K, N).
+        # fold puts column i's kernel element (ky, kx) at (y_i + ky - R, x_i + kx - R): the same
+        # row-major order as window_offsets(). Out-of-grid targets land in the padding, and
+        # their values are exactly 0 anyway.
+        contrib = walker.unsqueeze(2) * A.values.transpose(1, 2).unsqueeze(1)
+        out = F.fold(contrib.reshape(B, M * k * k, N), output_size=(H, W), kernel_size=k, padding=R)
+        return out.reshape(B, M, N)
+    src = walker.reshape(B, M, H, W)
+    values = A.values.reshape(B, 1, H, W, k * k)
+    canvas = walker.new_zeros(B, M, H + 2 * R, W + 2 * R)
+    for kk in range(k * k):
+        dy, dx = divmod(kk, k)                              # canvas offset = window offset + R
+        canvas[:, :, dy:dy + H, dx:dx + W] += src * values[..., kk]
+    return canvas[:, :, R:R + H, R:R + W].reshape(B, M, N)
+
+
+# Above this many (B*M*K*N) contributions propagate() switches from fold to the shift loop
+# (measured crossover on 2 CPU cores: fold wins for 1 walker on 160x48, loses for 16).
+_FOLD_MAX_ELEMENTS = 4_000_000
+
+
+def densify(A: Transition) -> torch.Tensor:
+    """Dense (B, N, N) copy of a transition (tests and debugging only: O(N^2) memory)."""
+    if isinstance(A, torch.Tensor):
+        return A
+    B = A.values.shape[0]
+    N = A.num_nodes
+    dense = A.values.new_zeros(B, N, N)
+    vals = A.values * A.valid                               # masked entries are 0 already
+    dense.scatter_add_(2, A.indices.unsqueeze(0).expand(B, -1, -1), vals)
+    return dense
+
+
+def transition_row(A: Transition, node_index: torch.Tensor) -> torch.Tensor:
+    """Rows A[b, node_index[b, m], :] as walkers (B, M, N): the walk started at those nodes,
+    advanced one step (Algorithm 1, first miss). node_index: (B, M) long."""
+    if isinstance(A, torch.Tensor):
+        B, N, _ = A.shape
+        return torch.gather(A, 1, node_index.unsqueeze(-1).expand(-1, -1, N))
+    start = one_hot_walker(node_index, A.num_nodes, A.values.dtype)
+    return propagate(start, A)
+
+
+def one_hot_walker(node_index: torch.Tensor, num_nodes: int, dtype=torch.float32) -> torch.Tensor:
+    """Walkers (B, M, N) with all mass at node_index (B, M)."""
+    walker = torch.zeros(*node_index.shape, num_nodes, dtype=dtype, device=node_index.device)
+    return walker.scatter_(-1, node_index.unsqueeze(-1), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# node index <-> pixel
+
+@dataclass(frozen=True)
+class NodeGrid:
+    """Geometry of the node grid in image pixels.
+
+    Node (y, x) sits at pixel (x * stride + offset, y * stride + offset). For the default
+    embedding head (pool kernel 3, stride 2, padding 1 on the stride-4 memory) stride = 8 and
+    offset = 0; unpooled: stride = 4, offset = 0 (CenterNet convention: feature cell c <-> pixel
+    c * 4).
+    """
+    height: int
+    width: int
+    stride: float
+    offset: float = 0.0
+
+    @property
+    def num_nodes(self) -> int:
+        return self.height * self.width
+
+    def node_to_pixel(self, node_index: torch.Tensor) -> torch.Tensor:
+        """(...,) long node indices -> (..., 2) float pixel (x, y)."""
+        y = torch.div(node_index, self.width, rounding_mode="floor")
+        x = node_index - y * self.width
+        return torch.stack([x, y], dim=-1).to(torch.float32) * self.stride + self.offset
+
+    def pixel_to_cell(self, xy: torch.Tensor) -> torch.Tensor:
+        """(..., 2) pixel (x, y) -> (..., 2) long (col, row) of the nearest node, clamped."""
+        c = torch.round((xy - self.offset) / self.stride).long()
+        return torch.stack([c[..., 0].clamp(0, self.width - 1), c[..., 1].clamp(0, self.height - 1)], dim=-1)
+
+    def pixel_to_node(self, xy: torch.Tensor) -> torch.Tensor:
+        """(..., 2) pixel (x, y) -> (...,) long index of the nearest node."""
+        c = self.pixel_to_cell(xy)
+        return c[..., 1] * self.width + c[..., 0]
