@@ -1,0 +1,73 @@
+"""Model configuration: one plain dataclass, YAML-able (dataclasses.asdict / ModelConfig(**d))."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Optional, Tuple
+
+
+@dataclass
+class ModelConfig:
+    # what is detected (the heatmap head has one channel per class)
+    class_names: Tuple[str, ...] = ("car", "pedestrian")
+
+    # backbone: "resnet18" (CPU default: ~45-55 ms/frame at 640x192 on 2 cores) or "dla34"
+    # (the paper's size, ~2x slower on CPU). Both end in an upsampling neck to stride 4.
+    backbone: str = "resnet18"
+    backbone_width: int = 64          # channels of the first stage (64 = the real ResNet-18 / 16 for DLA)
+    neck_channels: int = 64           # channels of the stride-4 feature map F_t
+
+    # ConvGRU spatial memory M_t = GRU(F_t, M_{t-1}). Paper: 7x7, 64 channels. CPU default 3x3:
+    # a 7x7 GRU at 160x48 costs ~9 GMACs per frame, more than the whole backbone.
+    memory_channels: int = 64
+    memory_kernel: int = 3
+
+    # CenterTrack/PermaTrack heads on M_t: name -> output channels ("hm" = number of classes,
+    # filled in by heads()). Each head is 3x3 conv(head_channels) + ReLU + 1x1 conv.
+    extra_heads: Dict[str, int] = field(default_factory=lambda: {"wh": 2, "reg": 2, "tracking": 2, "visibility": 1})
+    head_channels: int = 64           # paper/CenterTrack DLA: 256; 64 is the CenterNet ResNet value
+    heatmap_bias: float = -4.6        # sigmoid(-4.6) ~ 0.01 prior
+
+    # node-embedding head f_q: pool -> 1x1 conv + ReLU -> 1x1 conv + ReLU -> L2 norm
+    embed_channels: int = 64
+    embed_pool: str = "max"           # "max" (paper), "avg" (official code) or "none"
+    embed_pool_kernel: int = 3
+    embed_pool_stride: Optional[int] = None   # None: official floor(k/2)+1 (k=3 -> 2)
+
+    # random walk used by step() to emit the transition from the previous frame
+    walk_local: bool = True
+    walk_radius: float = 0.2          # window radius relative to the node-grid height
+    walk_tau: float = 0.1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def heads(self) -> Dict[str, int]:
+        return {"hm": self.num_classes, **self.extra_heads}
+
+    @property
+    def pool_stride(self) -> int:
+        if self.embed_pool == "none":
+            return 1
+        return self.embed_pool_stride or self.embed_pool_kernel // 2 + 1
+
+    @property
+    def pool_padding(self) -> int:
+        return 0 if self.embed_pool == "none" else self.embed_pool_kernel // 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        if "class_names" in d:
+            d["class_names"] = tuple(d["class_names"])
+        return cls(**d)
+
+    @classmethod
+    def paper(cls, **overrides) -> "ModelConfig":
+        """The paper's sizes: DLA-34, 7x7 GRU, 256-channel heads, max-pool 3 (PD/KITTI)."""
+        base = dict(backbone="dla34", backbone_width=16, memory_kernel=7, head_channels=256)
+        base.update(overrides)
+        return cls(**base)

@@ -1,0 +1,116 @@
+"""RAM model: backbone -> ConvGRU memory -> (CenterTrack heads, node embeddings).
+
+    image_t --f--> F_t --GRU(., M_{t-1})--> M_t --heads--> hm, wh, reg, tracking, visibility
+                                                 +--f_q--> q_t (node embeddings, L2-normalised)
+
+Two APIs over the same weights:
+  * forward(clip (B, T, 3, H, W)) for training: every per-frame output stacked over T;
+  * step(image (B, 3, H, W), state) -> (outputs, state) for streaming. The state is a tuple of
+    plain tensors (GRU hidden, previous embeddings), so memory per step is constant and the
+    step exports to ONNX with the state as explicit inputs/outputs.
+Images are RGB in [0, 1]; normalisation happens here.
+"""
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from .. import walk
+from .backbones import Backbone
+from .config import ModelConfig
+from .heads import DenseHeads, NodeEmbedding
+from .memory import ConvGRU
+
+State = Tuple[torch.Tensor, torch.Tensor]   # (memory (B, C, H/4, W/4), previous embeddings (B, D, h, w))
+
+OUTPUT_STRIDE = 4
+
+
+class RAMModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = Backbone(cfg.backbone, cfg.backbone_width, cfg.neck_channels)
+        self.memory = ConvGRU(cfg.neck_channels, cfg.memory_channels, cfg.memory_kernel)
+        self.heads = DenseHeads(cfg.memory_channels, cfg.heads(), cfg.head_channels, cfg.heatmap_bias)
+        self.embed = NodeEmbedding(cfg.memory_channels, cfg.embed_channels, cfg.embed_pool,
+                                   cfg.embed_pool_kernel, cfg.pool_stride, cfg.pool_padding)
+        # ImageNet statistics (backbones are usually initialised from ImageNet weights)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    # --- geometry -------------------------------------------------------------------------------
+    def feature_size(self, image_h: int, image_w: int) -> Tuple[int, int]:
+        return image_h // OUTPUT_STRIDE, image_w // OUTPUT_STRIDE
+
+    def node_grid(self, image_h: int, image_w: int) -> walk.NodeGrid:
+        """Where the nodes of the walk are, in input pixels."""
+        h, w = self.feature_size(image_h, image_w)
+        if self.cfg.embed_pool == "none":
+            return walk.NodeGrid(h, w, float(OUTPUT_STRIDE), 0.0)
+        k, s, p = self.cfg.embed_pool_kernel, self.cfg.pool_stride, self.cfg.pool_padding
+        gh, gw = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        # node y covers feature rows [y*s - p, y*s - p + k): its centre is y*s - p + (k-1)/2
+        return walk.NodeGrid(gh, gw, float(OUTPUT_STRIDE * s), OUTPUT_STRIDE * (-p + (k - 1) / 2))
+
+    def walk_radius(self, grid_height: int) -> int:
+        return walk.window_radius(grid_height, self.cfg.walk_radius)
+
+    # --- shared pieces --------------------------------------------------------------------------
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        H, W = images.shape[-2:]
+        assert H % 32 == 0 and W % 32 == 0, f"input {W}x{H}: width and height must be multiples of 32"
+        return self.backbone((images - self.mean) / self.std)
+
+    def _read_memory(self, memory: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = self.heads(memory)
+        out["embed"] = self.embed(memory)
+        return out
+
+    def transition(self, q_prev: torch.Tensor, q_next: torch.Tensor) -> walk.Transition:
+        """A between consecutive node embeddings, local or global per the config."""
+        radius = self.walk_radius(q_prev.shape[-2]) if self.cfg.walk_local else None
+        return walk.transition(q_prev, q_next, self.cfg.walk_tau, radius)
+
+    # --- training -------------------------------------------------------------------------------
+    def forward(self, clip: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """clip (B, T, 3, H, W) -> {head: (B, T, C, H/4, W/4), "embed": (B, T, D, h, w)}."""
+        B, T = clip.shape[:2]
+        features = self._features(clip.flatten(0, 1))           # the backbone sees B*T frames at once
+        features = features.unflatten(0, (B, T))
+        memory = self.memory.initial_state(features[:, 0])
+        memories = []
+        for t in range(T):                                      # the recurrence is the only loop
+            memory = self.memory(features[:, t], memory)
+            memories.append(memory)
+        out = self._read_memory(torch.stack(memories, 1).flatten(0, 1))
+        return {k: v.unflatten(0, (B, T)) for k, v in out.items()}
+
+    # --- streaming ------------------------------------------------------------------------------
+    def initial_state(self, batch: int, image_h: int, image_w: int, device=None, dtype=torch.float32) -> State:
+        h, w = self.feature_size(image_h, image_w)
+        grid = self.node_grid(image_h, image_w)
+        memory = torch.zeros(batch, self.cfg.memory_channels, h, w, device=device, dtype=dtype)
+        prev_embed = torch.zeros(batch, self.cfg.embed_channels, grid.height, grid.width, device=device, dtype=dtype)
+        return memory, prev_embed
+
+    def step(self, image: torch.Tensor, state: State, with_transition: bool = True) -> Tuple[Dict[str, torch.Tensor], State]:
+        """One frame: image (B, 3, H, W), state from initial_state() or the previous step.
+
+        outputs: the head maps (B, C, H/4, W/4), "embed" (B, D, h, w) and, if with_transition,
+        "transition": the walk from the previous frame's nodes to this frame's, as values
+        (B, N, K) of a local window (see walk.SparseTransition; indices via walk.neighbour_table)
+        or a dense (B, N, N) matrix when walk_local is False. On the first frame the previous
+        embeddings are zeros and the transition is uniform: do not walk on it.
+        """
+        memory, prev_embed = state
+        memory = self.memory(self._features(image), memory)
+        out = self._read_memory(memory)
+        if with_transition:
+            A = self.transition(prev_embed, out["embed"])
+            out["transition"] = A.values if isinstance(A, walk.SparseTransition) else A
+        return out, (memory, out["embed"])
+
+
+def build_model(cfg: ModelConfig = None) -> RAMModel:
+    return RAMModel(cfg or ModelConfig())
