@@ -222,17 +222,18 @@ def one_hot_walker(node_index: torch.Tensor, num_nodes: int, dtype=torch.float32
 
 @dataclass(frozen=True)
 class NodeGrid:
-    """Geometry of the node grid in image pixels.
+    """Geometry of the node grid in image pixels (CenterNet convention: feature cell c stands for
+    pixel c * feature_stride, and pixel p falls in cell floor(p / feature_stride)).
 
-    Node (y, x) sits at pixel (x * stride + offset, y * stride + offset). For the default
+    Node (y, x) stands for pixel (x * stride + offset, y * stride + offset). For the default
     embedding head (pool kernel 3, stride 2, padding 1 on the stride-4 memory) stride = 8 and
-    offset = 0; unpooled: stride = 4, offset = 0 (CenterNet convention: feature cell c <-> pixel
-    c * 4).
+    offset = 0; unpooled: stride = 4, offset = 0 and nodes are exactly the heatmap cells.
     """
     height: int
     width: int
     stride: float
     offset: float = 0.0
+    feature_stride: float = 4.0
 
     @property
     def num_nodes(self) -> int:
@@ -245,8 +246,10 @@ class NodeGrid:
         return torch.stack([x, y], dim=-1).to(torch.float32) * self.stride + self.offset
 
     def pixel_to_cell(self, xy: torch.Tensor) -> torch.Tensor:
-        """(..., 2) pixel (x, y) -> (..., 2) long (col, row) of the nearest node, clamped."""
-        c = torch.round((xy - self.offset) / self.stride).long()
+        """(..., 2) pixel (x, y) -> (..., 2) long (col, row) of the node nearest to the pixel's
+        feature cell (ties go to the higher node), clamped to the grid."""
+        cell_px = torch.floor(xy / self.feature_stride) * self.feature_stride
+        c = torch.floor((cell_px - self.offset) / self.stride + 0.5).long()
         return torch.stack([c[..., 0].clamp(0, self.width - 1), c[..., 1].clamp(0, self.height - 1)], dim=-1)
 
     def pixel_to_node(self, xy: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,153 @@
+"""Targets and losses (ram_training.targets / ram_training.losses) on hand-built clips."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ram_tracker import walk
+from ram_tracker.model import ModelConfig, build_model
+from ram_training.losses import LossConfig, compute_losses, ram_losses, smoothing_mask
+from ram_training.targets import build_targets
+
+torch.set_num_threads(2)
+
+H, W = 64, 64                       # stride 4 -> 16x16 maps; unpooled nodes 16x16, stride 4 px
+GRID = walk.NodeGrid(16, 16, 4.0)
+
+
+def make_clip(tracks, T, classes=None):
+    """tracks: list (objects) of list (frames) of (x1, y1, x2, y2, visibility) or None (absent)."""
+    K = len(tracks)
+    clip = {"images": torch.rand(1, T, 3, H, W), "boxes": torch.zeros(1, T, K, 4),
+            "present": torch.zeros(1, T, K, dtype=torch.bool), "visibility": torch.zeros(1, T, K),
+            "classes": torch.tensor([classes or [0] * K]).long().reshape(1, K),
+            "track_ids": torch.arange(K).view(1, K)}
+    for k, frames in enumerate(tracks):
+        for t, f in enumerate(frames):
+            if f is not None:
+                clip["boxes"][0, t, k] = torch.tensor(f[:4])
+                clip["visibility"][0, t, k] = f[4]
+                clip["present"][0, t, k] = True
+    return clip
+
+
+def box_at(cx, cy, vis=1.0, s=8):
+    return (cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2, vis)
+
+
+def test_detection_targets_and_label_hygiene():
+    clip = make_clip([[box_at(18, 22)], [box_at(48, 40, vis=0.1)], [box_at(40, 10, vis=0.0)]], T=1, classes=[1, 0, 0])
+    tg = build_targets(clip, 2, GRID, LossConfig())
+    # visible object: peak 1 at its stride-4 centre cell (4, 5), class channel 1, sub-pixel offset
+    assert tg["hm"][0, 0, 1, 5, 4] == 1 and tg["hm"][0, 0, 0].max() == 0
+    assert tg["ind"][0, 0, 0] == 5 * 16 + 4
+    assert torch.allclose(tg["reg"][0, 0, 0], torch.tensor([0.5, 0.5]))
+    assert torch.allclose(tg["wh"][0, 0, 0], torch.tensor([2.0, 2.0]))
+    # 0.05 < visibility <= 0.15: ignore region, no regression label; invisible: nothing in RAM
+    assert tg["hm_weight"][0, 0, 0, 10, 12] == 0 and tg["hm_weight"][0, 0, 1, 10, 12] == 1
+    assert tg["reg_mask"][0, 0].tolist() == [True, False, False]
+    # supervised-invisible baseline: the hidden object becomes a heavy positive
+    tg = build_targets(clip, 2, GRID, LossConfig(variant="supervised_invisible"))
+    assert tg["hm"][0, 0, 0, 2, 10] == 1 and tg["hm_weight"][0, 0, 0, 2, 10] == 20
+    assert tg["reg_mask"][0, 0].tolist() == [True, False, True] and not tg["walk_valid"].any()
+
+
+def test_walk_labels_occlusion_weights_and_late_start():
+    hidden = box_at(30, 30, vis=0.0)
+    a = [box_at(20, 30), box_at(24, 30), hidden, hidden, box_at(36, 30)]
+    b = [None, None, box_at(50, 50), box_at(50, 46), box_at(50, 42)]            # appears late
+    tg = build_targets(make_clip([a, b], T=5), 1, GRID, LossConfig())
+    assert tg["walk_start"][0].tolist() == [0, 2] and tg["walk_valid"][0].tolist() == [True, True]
+    assert tg["walk_visible"][0, :, 0].tolist() == [False, True, False, False, True]
+    assert tg["walk_occluded"][0, :, 0].tolist() == [False, False, True, True, False]
+    assert tg["walk_weight"][0, :, 0].tolist() == [0, 1, 0, 0, 41]               # 20 * 2 + 1
+    assert tg["walk_visible"][0, :, 1].tolist() == [False, False, False, True, True]
+    assert tg["node"][0, 4, 0] == GRID.pixel_to_node(torch.tensor([36.0, 30.0]))
+    # overlap map: visible objects' nodes, never the occluded one's
+    assert tg["overlap_map"][0, 2, tg["node"][0, 2, 1]] == 1
+    assert tg["overlap_map"][0, 2].sum() < 10
+
+
+def test_ambiguous_starts_and_fast_tracks_are_dropped():
+    a = [box_at(20, 20), box_at(20, 20)]
+    b = [box_at(24, 20), box_at(24, 20)]                                         # one node from a
+    c = [box_at(50, 50), box_at(50, 50)]
+    fast = [box_at(8, 56), box_at(56, 56)]                                       # 12 nodes in one frame
+    tg = build_targets(make_clip([a, b, c, fast], T=2), 1, GRID, LossConfig())   # R = int(0.2*16) = 3
+    assert tg["walk_valid"][0].tolist() == [False, False, True, False]
+    tg = build_targets(make_clip([fast], T=2), 1, GRID, LossConfig(walk_local=False))
+    assert tg["walk_valid"][0].tolist() == [True]                                 # global walk reaches anywhere
+    tg = build_targets(make_clip([a, b], T=2), 1, GRID, LossConfig(skip_ambiguous_starts=False))
+    assert tg["walk_valid"][0].tolist() == [True, True]
+
+
+def position_embeddings(T, shift_per_frame=0, D=256):
+    """Node embeddings that make the walk move every node by shift_per_frame columns per frame:
+    q_t(y, x) = e(y, x - t * shift). A is ~one-hot for tau 0.1 (orthogonal unit vectors)."""
+    eye = torch.eye(D)[: 16 * 16].reshape(16, 16, D)
+    frames = [torch.roll(eye, shifts=t * shift_per_frame, dims=1).permute(2, 0, 1) for t in range(T)]
+    return torch.stack(frames).unsqueeze(0)                                       # (1, T, D, 16, 16)
+
+
+def test_ram_loss_rewards_walks_that_follow_the_object():
+    hidden = lambda x: box_at(x, 30, vis=0.0)                                     # noqa: E731
+    track = [box_at(10, 30), box_at(14, 30), hidden(18), hidden(22), box_at(26, 30)]   # +1 node per frame
+    tg = build_targets(make_clip([track], T=5), 1, GRID, LossConfig())
+    cfg = LossConfig(label_smoothing=False)
+    follow = ram_losses(position_embeddings(5, 1), tg, cfg, GRID)
+    stay = ram_losses(position_embeddings(5, 0), tg, cfg, GRID)
+    assert follow["ram"] < 1e-3 < 1.0 < stay["ram"]
+    assert follow["overlap"] == 0
+    # global walk gives the same numbers when the window covers the grid
+    g = ram_losses(position_embeddings(5, 1), tg, LossConfig(label_smoothing=False, walk_local=False), GRID)
+    big = ram_losses(position_embeddings(5, 1), tg, LossConfig(label_smoothing=False, walk_radius=1.0), GRID)
+    assert torch.allclose(g["ram"], big["ram"], atol=1e-6)
+
+
+def test_overlap_penalises_walkers_on_visible_objects():
+    hidden = box_at(30, 30, vis=0.0)
+    occluded = [box_at(30, 30), hidden, hidden]
+    occluder = [box_at(60, 60), box_at(30, 30), box_at(30, 30)]   # sits on the hidden object's node
+    tg = build_targets(make_clip([occluded, occluder], T=3), 1, GRID, LossConfig())
+    out = ram_losses(position_embeddings(3, 0), tg, LossConfig(), GRID)           # walker stays put
+    assert out["overlap"] > 0.99
+
+
+def test_smoothing_mask_zeroes_the_peak_of_the_gaussian_only():
+    node = torch.tensor([[5 * 16 + 5]])
+    Hm = smoothing_mask(node, torch.tensor([[2]]), GRID)[0, 0].view(16, 16)
+    assert Hm[5, 5] == 1 and Hm[5, 6] < 0.5 and Hm[5, 8] == 1 and Hm[0, 0] == 1
+
+
+@pytest.mark.parametrize("variant", ["ram", "no_walk", "supervised_invisible"])
+def test_losses_finite_with_empty_frames_and_lost_objects(variant):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone_width=8, neck_channels=16, memory_channels=16, head_channels=16,
+                                    embed_channels=16, class_names=("a",), embed_pool="none"))
+    hidden = box_at(30, 30, vis=0.0)
+    never_back = [box_at(20, 30), box_at(24, 30), hidden, hidden]
+    tracks = [never_back, [None] * 4]                                             # second slot: empty
+    cfg = LossConfig(variant=variant)
+    for clip in (make_clip(tracks, T=4), make_clip([[None] * 4], T=4), make_clip([], T=4)):
+        out = model(clip["images"])
+        losses = compute_losses(out, build_targets(clip, 1, model.node_grid(H, W), cfg), cfg, model.node_grid(H, W))
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        losses["total"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        model.zero_grad()
+    assert (losses["ram"] == 0) and (losses["overlap"] == 0)
+
+
+def test_ram_gradient_reaches_embedding_head():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone_width=8, neck_channels=16, memory_channels=16, head_channels=16,
+                                    embed_channels=16, class_names=("a",), embed_pool="none"))
+    track = [box_at(10, 30), box_at(14, 30), box_at(18, 30, 0.0), box_at(22, 30)]
+    clip = make_clip([track], T=4)
+    cfg = LossConfig()
+    losses = compute_losses(model(clip["images"]), build_targets(clip, 1, model.node_grid(H, W), cfg), cfg,
+                            model.node_grid(H, W))
+    assert losses["ram"] > 0
+    (losses["ram"] + losses["overlap"]).backward()
+    assert model.embed.conv2.weight.grad.abs().sum() > 0
+    assert model.memory.candidate.weight.grad.abs().sum() > 0
+    assert model.heads.heads["hm"][0].weight.grad is None                         # the walk does not touch heads
