@@ -8,6 +8,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    package_data={package_name: ['schema/*.json']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -18,6 +19,7 @@ setup(
          + glob('config/*.xml') + glob('config/*.rviz')),
     ],
     install_requires=['setuptools'],
+    extras_require={'test': ['pytest']},
     zip_safe=True,
     maintainer='RAM-ROS maintainers',
     maintainer_email='maintainers@ram-ros.dev',
@@ -26,6 +28,8 @@ setup(
     entry_points={
         'console_scripts': [
             'tracker_node = ram_tracker.tracker_node:main',
+            'image_publisher = ram_tracker.image_publisher_node:main',
+            'track_monitor = ram_tracker.track_monitor_node:main',
         ],
     },
 )

@@ -1,0 +1,71 @@
+"""Model weights files: safetensors + the model config in the file's metadata.
+
+One format for everything that ships or is deployed (the node, evaluation, export). Training
+checkpoints with optimizer state are the trainer's business; it exports to this format.
+safetensors never unpickles anything, so a weights file from anywhere is safe to open.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ram_tracker.model import ModelConfig, RAMModel, build_model
+
+FORMAT = 'ram-ros-weights/1'
+
+
+class WeightsError(ValueError):
+    """A weights file exists but cannot be used; the message names the file and the reason."""
+
+
+def save_weights(path: str | Path, model: RAMModel, info: dict | None = None) -> Path:
+    """Write `model`'s weights and config atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {'format': FORMAT, 'model_config': json.dumps(model.cfg.to_dict()),
+                'info': json.dumps(info or {})}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_weights(path: str | Path, device: str | torch.device = 'cpu') -> tuple[RAMModel, dict]:
+    """Build the model described in the file and load its weights. Returns (model in eval
+    mode on `device`, info dict). Raises FileNotFoundError or WeightsError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'weights file not found: {path}')
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework='pt') as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path), device='cpu')
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsError(f'{path}: not a readable safetensors weights file ({error})') from error
+    if metadata.get('format') != FORMAT:
+        raise WeightsError(f"{path}: metadata format is {metadata.get('format')!r}, "
+                           f"expected {FORMAT!r} (write it with ram_tracker.checkpoint.save_weights)")
+    try:
+        config = ModelConfig.from_dict(json.loads(metadata['model_config']))
+        info = json.loads(metadata.get('info', '{}'))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise WeightsError(f'{path}: model_config metadata is invalid ({error})') from error
+    model = build_model(config)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f'{path}: weights do not match its model_config ({error})') from error
+    return model.to(device).eval(), info

@@ -1,0 +1,43 @@
+"""The environment every RAM-ROS process runs in (the Python twin of scripts/env.sh).
+
+DDS discovery stays on this machine, each run gets its own ROS_DOMAIN_ID so parallel runs
+(tests, CI, a user's robot) never see each other, and Fast DDS uses the shared-memory profile
+(large images under best-effort QoS are dropped with the default UDP transport).
+No ROS imports: tests call this before rclpy.init and pass the result to child processes.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+PROFILE_NAME = 'fastdds_shm.xml'
+
+
+def fastdds_profile() -> Path | None:
+    """config/fastdds_shm.xml from the source tree or the installed share directory."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / 'config' / PROFILE_NAME
+        if candidate.is_file():
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        candidate = Path(get_package_share_directory('ram_tracker')) / 'config' / PROFILE_NAME
+        return candidate if candidate.is_file() else None
+    except (ImportError, LookupError):
+        return None
+
+
+def isolated_ros_env(base: dict | None = None, domain_id: int | None = None) -> dict:
+    """A copy of `base` (default os.environ) with loopback-only discovery, a fresh domain id
+    (1..101, the range whose ports are valid on Linux) and the SHM profile."""
+    env = dict(os.environ if base is None else base)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['ROS_DOMAIN_ID'] = str(domain_id if domain_id is not None else random.randint(1, 101))
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    profile = fastdds_profile()
+    if profile is not None:
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
+    env['PYTHONUNBUFFERED'] = '1'
+    return env

@@ -1,0 +1,289 @@
+"""Tracking core: paper Algorithm 1 (appendix B) on top of CenterTrack's greedy association.
+
+Per frame the tracker receives the detections of the current frame and the transition A from
+the previous frame's node embeddings to the current ones (ram_tracker.walk), and:
+
+1. matches detections (score > det_threshold) to tracks greedily in score order, comparing the
+   detection's centre displaced by its tracking offset (its predicted previous centre) with each
+   track's centre; a pair is invalid if the squared distance exceeds either box's area or the
+   classes differ (CenterTrack);
+2. for every unmatched track younger than max_age, handles the occlusion with the chosen
+   `occlusion_model`:
+     walker  (RAM): first miss: walker = row of A at the last centre; later: walker = walker A.
+             confidence = max(walker) (< walker_min_confidence: lost); location = argmax after
+             bilinear upsampling to the stride-4 feature grid; within border_margin of the image
+             border: lost (left the view); re-match to the nearest unmatched same-class detection
+             within rematch_radius; else keep the last box size centred at the argmax;
+     none    (CenterTrack): the track ends at its first miss;
+     static  (last seen): the box stays where it was last seen;
+     constant_velocity: the box keeps moving with its last velocity;
+3. starts new tracks from unmatched detections with score > new_track_threshold.
+
+Coordinates are model-input pixels (the pipeline maps to the source image). Bounded: tracks end
+after max_age missed frames, walkers live only on occluded tracks, so memory per frame is
+O(tracks * nodes). No ROS imports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ram_tracker.walk import NodeGrid, Transition, propagate
+
+OCCLUSION_MODELS = ('walker', 'none', 'static', 'constant_velocity')
+
+
+@dataclass
+class TrackerConfig:
+    """Thresholds of Algorithm 1; defaults are the paper's KITTI/PD values."""
+    det_threshold: float = 0.4          # detections used for association
+    new_track_threshold: float = 0.5    # detections that may start a track
+    max_age: int = 16                   # missed frames before an occluded track ends (LA-CATER: 300)
+    walker_min_confidence: float = 0.05  # LA-CATER: 0.005
+    border_margin: float = 0.05         # fraction of the image size
+    rematch_radius: float = 25.0 / 1280.0  # fraction of the image width (paper: 25 px at 1280)
+    occlusion_model: str = 'walker'
+
+    def __post_init__(self):
+        if self.occlusion_model not in OCCLUSION_MODELS:
+            raise ValueError(f"occlusion_model '{self.occlusion_model}' is not one of "
+                             f"{', '.join(OCCLUSION_MODELS)}")
+        if not 0.0 < self.det_threshold <= self.new_track_threshold <= 1.0:
+            raise ValueError('need 0 < det_threshold <= new_track_threshold <= 1, got '
+                             f'{self.det_threshold} and {self.new_track_threshold}')
+        if self.max_age < 0:
+            raise ValueError(f'max_age must be >= 0, got {self.max_age}')
+
+
+@dataclass
+class Detections:
+    """Detections of one frame in model-input pixels (numpy arrays, D rows)."""
+    centers: np.ndarray      # (D, 2) x, y
+    sizes: np.ndarray        # (D, 2) w, h
+    scores: np.ndarray       # (D,)
+    classes: np.ndarray      # (D,) int
+    tracking: np.ndarray     # (D, 2) displacement to the centre in the previous frame
+    visibility: np.ndarray   # (D,)
+
+    @classmethod
+    def empty(cls) -> 'Detections':
+        z2 = np.zeros((0, 2), np.float32)
+        z1 = np.zeros((0,), np.float32)
+        return cls(z2, z2.copy(), z1, np.zeros((0,), np.int64), z2.copy(), z1.copy())
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, keep) -> 'Detections':
+        return Detections(self.centers[keep], self.sizes[keep], self.scores[keep],
+                          self.classes[keep], self.tracking[keep], self.visibility[keep])
+
+
+@dataclass
+class Track:
+    track_id: int
+    class_id: int
+    score: float
+    center: np.ndarray        # (2,) x, y
+    size: np.ndarray          # (2,) w, h
+    velocity: np.ndarray      # (2,) pixels per frame
+    visibility: float = 1.0
+    age: int = 1              # frames since the track started
+    frames_since_seen: int = 0
+    state: str = 'visible'    # visible | occluded | lost
+    box_source: str = 'detection'  # detection | walker
+    walker_confidence: float = 1.0
+    walker: Optional[torch.Tensor] = field(default=None, repr=False)  # (N,) on occluded tracks
+
+    @property
+    def box_cxcywh(self) -> np.ndarray:
+        return np.concatenate([self.center, self.size])
+
+    @property
+    def box_xyxy(self) -> np.ndarray:
+        return np.concatenate([self.center - self.size / 2, self.center + self.size / 2])
+
+
+class Tracker:
+    """Stateful multi-object tracker; one instance per video stream."""
+
+    def __init__(self, config: TrackerConfig, image_size: tuple[int, int]):
+        self.config = config
+        self.image_width, self.image_height = image_size
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self.tracks = []
+        self._next_id = 1
+
+    def update(self, detections: Detections, transition: Optional[Transition] = None,
+               grid: Optional[NodeGrid] = None) -> list[Track]:
+        """Advance one frame. Returns the live tracks plus those that ended in this frame
+        (state 'lost', reported once). `transition` (batch 1) maps the previous frame's nodes to
+        this frame's; None on the first frame (occluded tracks then keep their box)."""
+        cfg = self.config
+        dets = detections.select(detections.scores > cfg.det_threshold)
+        dets = dets.select(np.argsort(-dets.scores, kind='stable'))
+        det_used = np.zeros(len(dets), bool)
+        for track in self.tracks:
+            track.age += 1
+        track_matched = np.zeros(len(self.tracks), bool)
+
+        # 1. CenterTrack greedy association.
+        for det_index, track_index in self._greedy_match(dets):
+            det_used[det_index] = True
+            track_matched[track_index] = True
+            self._observe(self.tracks[track_index], dets, det_index)
+
+        # 2. Unmatched tracks: occlusion handling.
+        ended: list[Track] = []
+        survivors = [t for t, matched in zip(self.tracks, track_matched) if matched]
+        occluded: list[Track] = []
+        for track, matched in zip(self.tracks, track_matched):
+            if matched:
+                continue
+            track.frames_since_seen += 1
+            track.state = 'occluded'
+            if cfg.occlusion_model == 'none' or track.frames_since_seen >= cfg.max_age:
+                ended.append(self._end(track))
+            else:
+                occluded.append(track)
+        if cfg.occlusion_model == 'walker' and occluded and transition is not None:
+            self._advance_walkers(occluded, transition, grid)
+        for track in occluded:
+            if self._follow_occluded(track, dets, det_used):
+                survivors.append(track)
+            else:
+                ended.append(self._end(track))
+
+        # 3. New tracks from confident unmatched detections.
+        for det_index in np.flatnonzero(~det_used):
+            if dets.scores[det_index] > cfg.new_track_threshold:
+                track = Track(track_id=self._next_id, class_id=int(dets.classes[det_index]),
+                              score=0.0, center=np.zeros(2), size=np.zeros(2),
+                              velocity=np.zeros(2))
+                self._next_id += 1
+                self._observe(track, dets, det_index)
+                survivors.append(track)
+
+        self.tracks = survivors
+        return survivors + ended
+
+    # -- steps --------------------------------------------------------------------------
+    def _greedy_match(self, dets: Detections) -> list[tuple[int, int]]:
+        if len(dets) == 0 or not self.tracks:
+            return []
+        track_centers = np.stack([t.center for t in self.tracks])
+        track_areas = np.array([t.size[0] * t.size[1] for t in self.tracks])
+        track_classes = np.array([t.class_id for t in self.tracks])
+        predicted_previous = dets.centers + dets.tracking
+        dist = ((predicted_previous[:, None, :] - track_centers[None, :, :]) ** 2).sum(-1)
+        det_areas = dets.sizes[:, 0] * dets.sizes[:, 1]
+        invalid = ((dist > track_areas[None, :]) | (dist > det_areas[:, None])
+                   | (dets.classes[:, None] != track_classes[None, :]))
+        dist = np.where(invalid, np.inf, dist)
+        matches = []
+        for det_index in range(len(dets)):  # dets are sorted by score
+            track_index = int(np.argmin(dist[det_index]))
+            if np.isfinite(dist[det_index, track_index]):
+                dist[:, track_index] = np.inf
+                matches.append((det_index, track_index))
+        return matches
+
+    def _observe(self, track: Track, dets: Detections, i: int) -> None:
+        """The track is seen in detection i: take its box, clear the walker."""
+        track.center = dets.centers[i].astype(np.float64)
+        track.size = dets.sizes[i].astype(np.float64)
+        track.velocity = -dets.tracking[i].astype(np.float64)
+        track.score = float(dets.scores[i])
+        track.visibility = float(dets.visibility[i])
+        track.frames_since_seen = 0
+        track.state = 'visible'
+        track.box_source = 'detection'
+        track.walker_confidence = 1.0
+        track.walker = None
+
+    def _advance_walkers(self, tracks: list[Track], transition: Transition,
+                         grid: NodeGrid) -> None:
+        """One walk step for all occluded tracks at once (one sparse propagation for M walkers).
+        A track's first miss starts its walker one-hot at its last centre, so after the step it
+        is that node's transition row (Algorithm 1, init_walk then walk * A)."""
+        walkers = []
+        for track in tracks:
+            if track.walker is None:
+                start = grid.pixel_to_node(torch.as_tensor(track.center, dtype=torch.float32))
+                walker = torch.zeros(grid.num_nodes)
+                walker[start] = 1.0
+                walkers.append(walker)
+            else:
+                walkers.append(track.walker)
+        stepped = propagate(torch.stack(walkers).unsqueeze(0), transition)[0]
+        confidences, locations = walker_peaks(stepped, grid)
+        for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):
+            track.walker = walker
+            track.walker_confidence = float(confidence)
+            track.velocity = location - track.center
+            track.center = location
+            track.box_source = 'walker'
+
+    def _follow_occluded(self, track: Track, dets: Detections, det_used: np.ndarray) -> bool:
+        """Decide the fate of an unmatched track after its motion step; False if it ends."""
+        cfg = self.config
+        if cfg.occlusion_model == 'constant_velocity':
+            track.center = track.center + track.velocity
+        if cfg.occlusion_model != 'walker':
+            return self._inside(track.center)
+        if track.walker is None:
+            return True  # no motion evidence yet (first frame after a reset): keep the box
+        if track.walker_confidence < cfg.walker_min_confidence or not self._inside(track.center):
+            return False
+        rematch = self._nearest_unused(track.center, track.class_id, dets, det_used)
+        if rematch is not None:
+            det_used[rematch] = True
+            self._observe(track, dets, rematch)
+        return True
+
+    def _nearest_unused(self, location, class_id, dets, det_used) -> Optional[int]:
+        candidates = np.flatnonzero(~det_used & (dets.classes == class_id))
+        if candidates.size == 0:
+            return None
+        dist = np.linalg.norm(dets.centers[candidates] - location[None], axis=1)
+        best = int(np.argmin(dist))
+        if dist[best] <= self.config.rematch_radius * self.image_width:
+            return int(candidates[best])
+        return None
+
+    def _inside(self, xy: np.ndarray) -> bool:
+        mx = self.config.border_margin * self.image_width
+        my = self.config.border_margin * self.image_height
+        return bool(mx <= xy[0] <= self.image_width - mx and my <= xy[1] <= self.image_height - my)
+
+    @staticmethod
+    def _end(track: Track) -> Track:
+        track.state = 'lost'
+        track.walker = None
+        return track
+
+
+def walker_peaks(walkers: torch.Tensor, grid: NodeGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence (M,) and (x, y) pixel location (M, 2) of walkers (M, N): the max of each
+    walker, and its argmax after bilinear upsampling to the stride-4 feature grid (finer than
+    pooled nodes; as in the official code)."""
+    confidences = walkers.max(dim=1).values.numpy().astype(np.float64)
+    belief = walkers.view(-1, 1, grid.height, grid.width)
+    factor = max(int(round(grid.stride / 4.0)), 1)
+    if factor > 1 and grid.height > 1 and grid.width > 1:
+        # align_corners keeps node (y, x) at upsampled (y * factor, x * factor), i.e. at its pixel.
+        belief = F.interpolate(belief, size=((grid.height - 1) * factor + 1,
+                                             (grid.width - 1) * factor + 1),
+                               mode='bilinear', align_corners=True)
+    width = belief.shape[-1]
+    index = torch.argmax(belief.flatten(1), dim=1).numpy()
+    step = grid.stride / factor
+    xy = np.stack([index % width, index // width], axis=1) * step + grid.offset
+    return confidences, xy.astype(np.float64)

@@ -1,0 +1,75 @@
+"""Test helper process: publishes a scripted mix of good and malformed images, forever.
+
+Frame i has stamp sec = 1000 + i and frame_id naming what it is ('good/<encoding>' or
+'bad/<reason>'), so the subscriber can check which frames the node answered.
+Run: python frames_publisher.py WIDTH HEIGHT RATE_HZ
+"""
+import sys
+
+import numpy as np
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from ram_tracker.image_conversion import rgb_to_image_fields
+
+SCRIPT = ['good/rgb8', 'good/bgr8-padded', 'bad/yuv422', 'good/mono8', 'bad/step-too-small',
+          'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated']
+
+
+def make(kind: str, index: int, width: int, height: int) -> Image:
+    rng = np.random.default_rng(index)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    msg = Image()
+    msg.header.stamp.sec = 1000 + index
+    msg.header.frame_id = kind
+    encoding = kind.split('/')[1].split('-')[0]
+    if kind.startswith('good'):
+        fields = rgb_to_image_fields(rgb, encoding)
+        data, step = fields['data'], fields['step']
+        if kind.endswith('padded'):
+            rows = np.frombuffer(data, np.uint8).reshape(height, step)
+            step += 16
+            data = np.concatenate([rows, np.zeros((height, 16), np.uint8)], 1).tobytes()
+        msg.encoding, msg.height, msg.width, msg.step, msg.data = \
+            encoding, height, width, step, data
+    elif kind == 'bad/yuv422':
+        msg.encoding, msg.height, msg.width, msg.step = 'yuv422', height, width, width * 2
+        msg.data = bytes(width * 2 * height)
+    elif kind == 'bad/step-too-small':
+        msg.encoding, msg.height, msg.width, msg.step = 'rgb8', height, width, width
+        msg.data = bytes(width * height)
+    elif kind == 'bad/empty':
+        msg.encoding, msg.height, msg.width, msg.step = 'rgb8', 0, 0, 0
+    elif kind == 'bad/truncated':
+        msg.encoding, msg.height, msg.width, msg.step = 'rgb8', height, width, width * 3
+        msg.data = bytes(width * 3 * height // 2)
+    return msg
+
+
+def main():
+    width, height, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    rclpy.init()
+    node = rclpy.create_node('frames_publisher')
+    pub = node.create_publisher(Image, 'image', qos_profile_sensor_data)
+    index = 0
+
+    def tick():
+        nonlocal index
+        if pub.get_subscription_count() == 0:
+            return  # nobody listens yet: don't burn frames
+        pub.publish(make(SCRIPT[index % len(SCRIPT)], index, width, height))
+        index += 1
+
+    node.create_timer(1.0 / rate, tick)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,181 @@
+"""Algorithm 1 on scripted detections and hand-built transitions (no model)."""
+import numpy as np
+import pytest
+import torch
+
+from ram_tracker.tracker import Detections, Tracker, TrackerConfig, walker_peaks
+from ram_tracker.walk import NodeGrid, local_transition
+
+# A 6 x 10 node grid, one node every 8 px (image 80 x 48 px... use a larger image so the
+# 5% border band is thin): nodes at x = 0, 8, ..., 72; y = 0, 8, ..., 40.
+GRID = NodeGrid(height=6, width=10, stride=8.0)
+IMAGE = (80, 48)
+
+
+def dets(*rows):
+    """rows of (cx, cy, w, h, score, class, track_dx, track_dy)."""
+    if not rows:
+        return Detections.empty()
+    a = np.array(rows, np.float64)
+    return Detections(centers=a[:, 0:2], sizes=a[:, 2:4], scores=a[:, 4],
+                      classes=a[:, 5].astype(np.int64), tracking=a[:, 6:8],
+                      visibility=np.ones(len(a)))
+
+
+def shift_transition(dx_nodes: int, radius: int = 2) -> object:
+    """Local transition whose every row puts ~all mass dx_nodes to the right (exact one-hot
+    codes as embeddings: <q_t^i, q_{t+1}^j> = 1 iff j = i + dx)."""
+    H, W = GRID.height, GRID.width
+    n = H * W
+    codes = torch.eye(n).T.reshape(1, n, H, W)                  # node i has code e_i
+    q_prev = codes
+    q_next = torch.roll(codes, shifts=dx_nodes, dims=3)        # node j looks like node j - dx
+    return local_transition(q_prev, q_next, radius=radius, tau=0.01)
+
+
+def uniform_transition(radius: int = 2):
+    H, W = GRID.height, GRID.width
+    q = torch.ones(1, 4, H, W) / 2.0
+    return local_transition(q, q, radius=radius, tau=0.1)
+
+
+def test_greedy_association_uses_tracking_offset_and_class_gate():
+    tracker = Tracker(TrackerConfig(), IMAGE)
+    first = tracker.update(dets((20, 20, 10, 10, 0.9, 0, 0, 0), (40, 20, 10, 10, 0.8, 0, 0, 0)))
+    assert [t.track_id for t in first] == [1, 2]
+    # Both objects move 6 px right; the tracking offsets (-6, 0) point back to where they were.
+    # Without the offset, detection at 46 would be closest to... track 2 either way, but the
+    # detection at 26 is 6 px from track 1 and 14 px from track 2: offsets make it exact.
+    second = tracker.update(dets((26, 20, 10, 10, 0.9, 0, -6, 0), (46, 20, 10, 10, 0.8, 0, -6, 0)))
+    by_id = {t.track_id: t for t in second}
+    assert set(by_id) == {1, 2}
+    np.testing.assert_allclose(by_id[1].center, [26, 20])
+    np.testing.assert_allclose(by_id[1].velocity, [6, 0])
+    # A detection of another class at track 1's predicted spot does not match it.
+    third = tracker.update(dets((32, 20, 10, 10, 0.9, 1, -6, 0)),
+                           transition=None, grid=None)
+    ids = {t.track_id: t.state for t in third}
+    assert ids[3] == 'visible' and ids[1] == 'occluded' and ids[2] == 'occluded'
+
+
+def test_distance_gate_is_the_box_area():
+    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker.update(dets((20, 20, 4, 4, 0.9, 0, 0, 0)))
+    # squared distance 25 > area 16: not the same object, a new track starts.
+    out = tracker.update(dets((25, 20, 4, 4, 0.9, 0, 0, 0)))
+    assert sorted(t.track_id for t in out if t.state == 'visible') == [2]
+
+
+def test_thresholds_for_association_and_new_tracks():
+    tracker = Tracker(TrackerConfig(det_threshold=0.4, new_track_threshold=0.5), IMAGE)
+    assert tracker.update(dets((20, 20, 10, 10, 0.45, 0, 0, 0))) == []  # too weak to start
+    tracker.update(dets((20, 20, 10, 10, 0.9, 0, 0, 0)))
+    out = tracker.update(dets((21, 20, 10, 10, 0.45, 0, 0, 0)))         # strong enough to match
+    assert [(t.track_id, t.state) for t in out] == [(1, 'visible')]
+    assert tracker.update(dets((21, 20, 10, 10, 0.35, 0, 0, 0)))[0].state == 'occluded'
+
+
+def test_walker_follows_hidden_object_and_rematches_same_id():
+    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker.update(dets((16, 24, 10, 12, 0.9, 0, 0, 0)))   # node (col 2, row 3)
+    A = shift_transition(+1)
+    for step in range(1, 4):                               # hidden for 3 frames
+        (track,) = tracker.update(dets(), transition=A, grid=GRID)
+        assert track.state == 'occluded' and track.box_source == 'walker'
+        np.testing.assert_allclose(track.center, [16 + 8 * step, 24])
+        np.testing.assert_allclose(track.size, [10, 12])          # last observed size kept
+        np.testing.assert_allclose(track.velocity, [8, 0])
+        assert track.walker_confidence > 0.9 and track.frames_since_seen == step
+    # Reappears one node further on, with a tracking offset that points nowhere useful
+    # (as after an occlusion); the walker's location re-identifies it.
+    (track,) = tracker.update(dets((42, 25, 10, 12, 0.8, 0, 0, 0)), transition=A, grid=GRID)
+    assert track.track_id == 1 and track.state == 'visible' and track.box_source == 'detection'
+    assert track.walker is None and track.frames_since_seen == 0 and track.age == 5
+
+
+def test_rematch_needs_same_class_and_radius():
+    config = TrackerConfig(rematch_radius=5.0 / 80)        # 5 px at this image width
+    tracker = Tracker(config, IMAGE)
+    tracker.update(dets((16, 24, 4, 4, 0.9, 0, 0, 0)))
+    A = shift_transition(+1)
+    out = tracker.update(dets((24, 24, 4, 4, 0.9, 1, 30, 0), (30, 24, 4, 4, 0.9, 0, 30, 0)),
+                         transition=A, grid=GRID)
+    by_id = {t.track_id: t for t in out}
+    # track 1's walker is at x=24: the class-1 detection there does not match, the class-0 one
+    # is 6 px away (> 5 px): both start new tracks and track 1 stays occluded.
+    assert by_id[1].state == 'occluded'
+    assert {by_id[2].class_id, by_id[3].class_id} == {0, 1}
+
+
+def test_low_confidence_walker_ends_track():
+    tracker = Tracker(TrackerConfig(walker_min_confidence=0.05), IMAGE)
+    tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))
+    A = uniform_transition(radius=2)                       # 25 neighbours: 0.04 each
+    (track,) = tracker.update(dets(), transition=A, grid=GRID)
+    assert track.state == 'lost' and track.walker_confidence == pytest.approx(0.04, abs=1e-6)
+    assert tracker.tracks == []
+
+
+def test_walker_leaving_the_view_ends_track():
+    tracker = Tracker(TrackerConfig(border_margin=0.05), IMAGE)  # band: x < 4 or x > 76
+    tracker.update(dets((16, 24, 10, 10, 0.9, 0, 0, 0)))          # node col 2
+    A = shift_transition(-1)                                      # moves left one node a frame
+    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 1, x = 8: inside
+    assert track.state == 'occluded' and track.center[0] == 8
+    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 0, x = 0: left the view
+    assert track.state == 'lost' and tracker.tracks == []
+
+
+def test_max_age_ends_occluded_track():
+    tracker = Tracker(TrackerConfig(max_age=3, occlusion_model='static'), IMAGE)
+    tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))
+    states = [tracker.update(dets())[0].state for _ in range(3)]
+    assert states == ['occluded', 'occluded', 'lost']
+
+
+@pytest.mark.parametrize('model, expected_state, expected_center', [
+    ('none', 'lost', None),
+    ('static', 'occluded', [40, 24]),
+    ('constant_velocity', 'occluded', [43, 24]),
+])
+def test_baseline_occlusion_models(model, expected_state, expected_center):
+    tracker = Tracker(TrackerConfig(occlusion_model=model), IMAGE)
+    tracker.update(dets((37, 24, 10, 10, 0.9, 0, 0, 0)))
+    tracker.update(dets((40, 24, 10, 10, 0.9, 0, -3, 0)))
+    (track,) = tracker.update(dets())
+    assert track.state == expected_state
+    if expected_center is not None:
+        np.testing.assert_allclose(track.center, expected_center)
+
+
+def test_walker_peaks_upsample_to_stride_four():
+    grid = NodeGrid(height=3, width=3, stride=8.0)
+    walkers = torch.zeros(3, 9)
+    walkers[0, 4] = 1.0                                    # all mass on the centre node (8, 8)
+    walkers[1, 4], walkers[1, 5] = 0.5, 0.5                # split between x=8 and x=16
+    walkers[2, 4], walkers[2, 5], walkers[2, 3] = 0.45, 0.45, 0.1
+    confidences, xy = walker_peaks(walkers, grid)
+    np.testing.assert_allclose(confidences, [1.0, 0.5, 0.45])
+    np.testing.assert_allclose(xy[0], [8, 8])
+    # bilinear upsampling by 2: the cell between two equal nodes (x=12) ties with both; the
+    # first maximum in row-major order is x=8.
+    np.testing.assert_allclose(xy[1], [8, 8])
+    # the 0.1 on the left breaks the tie towards the left: (0.45+0.1)/2 < 0.45, still x=8.
+    np.testing.assert_allclose(xy[2], [8, 8])
+
+
+def test_unbounded_stream_keeps_state_bounded():
+    """10,000 frames of objects appearing, vanishing and flickering: the tracker's state stays
+    bounded by max_age (no growth with stream length)."""
+    rng = np.random.default_rng(0)
+    tracker = Tracker(TrackerConfig(max_age=16), IMAGE)
+    A = shift_transition(0)
+    sizes = []
+    for frame in range(10_000):
+        k = rng.integers(0, 4)
+        rows = [(rng.uniform(8, 72), rng.uniform(8, 40), 6, 6, rng.uniform(0.3, 1.0),
+                 rng.integers(0, 2), 0, 0) for _ in range(k)]
+        tracker.update(dets(*rows), transition=A, grid=GRID)
+        sizes.append(len(tracker.tracks))
+    assert max(sizes) <= 4 * 17
+    assert all(t.walker is None or t.walker.numel() == GRID.num_nodes for t in tracker.tracks)
