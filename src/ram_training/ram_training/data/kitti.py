@@ -16,13 +16,13 @@ Bad input raises KittiFormatError("path:line: what is wrong").
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .annotations import TrackAnnotations
+from .atomic import atomic_write_text
 
 KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
 
@@ -115,14 +115,6 @@ class KittiObject:
                    score=numbers[14] if len(numbers) == 15 else None)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_labels(path) -> list[KittiObject]:
     path = Path(path)
     if not path.is_file():
@@ -137,7 +129,7 @@ def read_labels(path) -> list[KittiObject]:
 
 def write_labels(path, objects) -> None:
     rows = sorted(objects, key=lambda o: (o.frame, o.track_id < 0, o.track_id))
-    _atomic_write_text(Path(path), "".join(o.to_line() + "\n" for o in rows))
+    atomic_write_text(Path(path), "".join(o.to_line() + "\n" for o in rows))
 
 
 @dataclass
@@ -194,7 +186,7 @@ def write_calib(path, calib: KittiCalib) -> None:
     # the tracking benchmark's own spelling (no colon after these three)
     text += row("R_rect", calib.R_rect, False) + row("Tr_velo_cam", calib.Tr_velo_cam, False)
     text += row("Tr_imu_velo", calib.Tr_imu_velo, False)
-    _atomic_write_text(Path(path), text)
+    atomic_write_text(Path(path), text)
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,7 +340,7 @@ def write_half_split_labels(root, out_dir, half: str = "val_half", split: str = 
         rows = [KittiObject(**{**r.__dict__, "frame": r.frame - start}) for r in seq.rows_in_view(seq.labels)]
         write_labels(out_dir / "label_02" / f"{name}.txt", rows)
         seqmap.append(f"{name} empty 000000 {seq.num_frames:06d}\n")
-    _atomic_write_text(out_dir / f"evaluate_tracking.seqmap.{half}", "".join(seqmap))
+    atomic_write_text(out_dir / f"evaluate_tracking.seqmap.{half}", "".join(seqmap))
     return names
 
 

@@ -18,12 +18,12 @@ Target state per frame, decided from the rendering:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
 from .render import Camera, Primitive, Sprite, box_primitive, composite, draw_ground, vertical_gradient
 
 CLASS_NAMES = ("target", "cube", "sphere", "cylinder", "cone")
@@ -452,16 +452,6 @@ def occlusion_runs(states: np.ndarray) -> list[int]:
 
 # ---------------------------------------------------------------------------------------
 # Storage
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that a killed run never leaves half of it: temp file + os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def save_video(path: Path, video: World1Video, ann: World1Annotations) -> None:

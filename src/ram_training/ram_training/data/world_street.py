@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from . import kitti
+from .atomic import atomic_write_bytes
 from .render import (NEAR_PLANE, Camera, Primitive, Sprite, box_primitive, composite, draw_ground,
                      fill_polygons, vertical_gradient)
-from .world_lacater import atomic_write_bytes
 
 KITTI_FOCAL, KITTI_CX, KITTI_CY = 721.5377, 609.5593, 172.854  # KITTI P2, 1242x375
 LANES_ONCOMING = (-5.25, -1.75)
