@@ -98,9 +98,14 @@ class TrackingPipeline:
         else:
             torch.manual_seed(0)
             model, info = build_model(ModelConfig()), {'untrained': True}
-        tracker_config = TrackerConfig(det_threshold=params['detection_threshold'],
-                                       new_track_threshold=max(params['detection_threshold'],
-                                                               TrackerConfig.new_track_threshold))
+        tracker_config = TrackerConfig(
+            det_threshold=params['detection_threshold'],
+            new_track_threshold=params['new_track_threshold'],
+            max_age=params['max_age'],
+            walker_min_confidence=params['walker_min_confidence'],
+            border_margin=params['border_margin'],
+            rematch_radius=params['rematch_radius'],
+            occlusion_model=params['occlusion_model'])
         pipeline = cls(model, tracker_config, (params['input_width'], params['input_height']),
                        device, info)
         pipeline.warm_up()

@@ -1,31 +1,39 @@
-"""ROS 2 lifecycle node: camera images in, RAM tracks out.
+"""ROS 2 lifecycle node: camera images in, RAM tracks and beliefs out.
 
-configure: validate parameters, load the model, warm it up, create publishers/subscriptions.
-activate:  start publishing.   deactivate: stop.   cleanup: free the model.
+configure:  validate parameters, load the model and warm it up, create publishers/subscriptions.
+activate:   (re)load the model if deactivate freed it; start publishing.
+deactivate: stop publishing and free the model (GPU memory back to the robot).
+cleanup / shutdown: destroy everything.
 With `autostart` (default) the node configures and activates itself, so it runs without a
 lifecycle manager (e.g. started as its installed executable with --params-file).
 
-All computation lives in ram_tracker.pipeline (no ROS); this file only moves messages.
+All computation lives in ram_tracker.pipeline (no ROS); message building in ros_conversions.
 """
 from __future__ import annotations
 
+import collections
 import time
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import OccupancyGrid
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
-from ram_msgs.msg import TrackedObject, TrackedObjectArray
+from ram_msgs.msg import BeliefArray, TrackedObjectArray
 from ram_tracker import parameters
-from ram_tracker.image_conversion import ImageConversionError, image_to_rgb
+from ram_tracker.checkpoint import WeightsError
+from ram_tracker.image_conversion import ImageConversionError, image_to_rgb, rgb_to_image_fields
 from ram_tracker.pipeline import TrackingPipeline
-
-_STATE = {'visible': TrackedObject.STATE_VISIBLE, 'occluded': TrackedObject.STATE_OCCLUDED,
-          'lost': TrackedObject.STATE_LOST}
-_SOURCE = {'detection': TrackedObject.SOURCE_DETECTION, 'walker': TrackedObject.SOURCE_WALKER}
+from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg, track_markers,
+                                         tracks_to_msg)
+from ram_tracker.visualize import draw_tracks
 
 
 class TrackerNode(LifecycleNode):
@@ -35,14 +43,19 @@ class TrackerNode(LifecycleNode):
         # Parameters: declared from the schema, the one place that defines them.
         for name, value in parameters.defaults().items():
             self.declare_parameter(name, value)
-        self._pipeline: TrackingPipeline | None = None
-        self._image_sub = None
-        self._tracks_pub = None
-        self._diagnostics_pub = None
-        self._diagnostics_timer = None
         self._params: dict = {}
-        self._counters = {'frames_received': 0, 'frames_processed': 0, 'frames_rejected': 0}
-        self._last_latency_ms = 0.0
+        self._pipeline: TrackingPipeline | None = None
+        self._subs: list = []
+        self._pubs: dict = {}
+        self._timer = None
+        self._reset_srv = None
+        self._counters = collections.Counter()
+        self._latencies_ms: collections.deque = collections.deque(maxlen=100)
+        self._processed_times: collections.deque = collections.deque(maxlen=100)
+        self._last_stamp: Time | None = None
+        self._last_reception_seq: int | None = None
+        self._camera_info_size: tuple[int, int] | None = None
+        self._image_size: tuple[int, int] | None = None
         if self.get_parameter('autostart').value:
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
@@ -53,25 +66,44 @@ class TrackerNode(LifecycleNode):
         try:
             self._params = parameters.validate(values)
             self._pipeline = TrackingPipeline.from_params(self._params)
-        except (parameters.ParameterError, FileNotFoundError, ValueError) as error:
+        except (parameters.ParameterError, FileNotFoundError, WeightsError, ValueError) as error:
             self.get_logger().error(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
-        self._tracks_pub = self.create_lifecycle_publisher(TrackedObjectArray, 'tracks', 10)
-        self._diagnostics_pub = self.create_lifecycle_publisher(
-            DiagnosticArray, '/diagnostics', QoSProfile(depth=10))
-        # Sensor-data QoS, depth 1: a slow frame never queues a backlog; the newest image wins.
-        self._image_sub = self.create_subscription(
-            Image, 'image', self._on_image, qos_profile_sensor_data)
-        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self._pubs = {
+            'tracks': self.create_lifecycle_publisher(TrackedObjectArray, 'tracks', 10),
+            'belief': self.create_lifecycle_publisher(BeliefArray, 'belief', 10),
+            'belief_grid': self.create_lifecycle_publisher(OccupancyGrid, 'belief_grid', 10),
+            'markers': self.create_lifecycle_publisher(MarkerArray, 'markers', 10),
+            'debug_image': self.create_lifecycle_publisher(Image, 'debug_image',
+                                                           qos_profile_sensor_data),
+            'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics',
+                                                           QoSProfile(depth=10)),
+        }
+        # Sensor-data QoS, depth 1: a slow frame never queues a backlog; the newest image wins
+        # and the ones it replaced are counted as dropped (reception sequence numbers).
+        self._subs = [self.create_subscription(Image, 'image', self._on_image,
+                                               qos_profile_sensor_data)]
+        if self._params['use_camera_info']:
+            self._subs.append(self.create_subscription(
+                CameraInfo, 'camera_info', self._on_camera_info, qos_profile_sensor_data))
+        self._reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
+        self._timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f'configured: {self._pipeline.describe()}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self.get_logger().info('active: waiting for images on '
-                               f'{self.resolve_topic_name("image")}')
+        if self._pipeline is None:        # freed by deactivate
+            try:
+                self._pipeline = TrackingPipeline.from_params(self._params)
+            except (FileNotFoundError, WeightsError, ValueError) as error:
+                self.get_logger().error(f'activate failed: {error}')
+                return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f'active: tracking images on {self.resolve_topic_name("image")}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._pipeline = None
+        self._last_stamp = None
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -83,23 +115,43 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self):
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-        if self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
-        for pub in (self._tracks_pub, self._diagnostics_pub):
-            if pub is not None:
-                self.destroy_lifecycle_publisher(pub)
-        self._image_sub = self._tracks_pub = self._diagnostics_pub = None
-        self._diagnostics_timer = None
-        self._pipeline = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        if self._reset_srv is not None:
+            self.destroy_service(self._reset_srv)
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._timer = self._reset_srv = self._pipeline = None
+        self._subs, self._pubs = [], {}
 
-    # -- per frame ------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
-        if self._tracks_pub is None or not self._tracks_pub.is_activated:
+    @property
+    def _active(self) -> bool:
+        pub = self._pubs.get('tracks')
+        return pub is not None and pub.is_activated and self._pipeline is not None
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _on_reset(self, request, response):
+        if self._pipeline is None:
+            response.success, response.message = False, 'not active'
+            return response
+        self._pipeline.reset()
+        self._last_stamp = None
+        self._counters['resets'] += 1
+        response.success, response.message = True, 'memory and tracks cleared'
+        self.get_logger().info('reset by service call')
+        return response
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info_size = (msg.width, msg.height)
+
+    def _on_image(self, msg: Image, info=None) -> None:
+        if not self._active:
             return
-        self._counters['frames_received'] += 1
         started = time.perf_counter()
+        self._counters['frames_received'] += 1
+        self._count_dropped(info)
         try:
             rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
                                msg.is_bigendian)
@@ -110,47 +162,84 @@ class TrackerNode(LifecycleNode):
                 f'[{self._counters["frames_rejected"]} rejected so far]',
                 throttle_duration_sec=self._params['error_log_period_s'])
             return
+        stamp = Time.from_msg(msg.header.stamp)
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            # A bag looped or a sensor restarted: the memory describes another moment.
+            self._pipeline.reset()
+            self._counters['resets'] += 1
+            self.get_logger().warning('time jumped backwards: memory and tracks reset')
+        self._last_stamp = stamp
+        self._image_size = (msg.width, msg.height)
         result = self._pipeline.process(rgb)
-        out = TrackedObjectArray()
-        out.header = msg.header
-        out.tracks = [self._to_msg(track) for track in result.tracks]
-        self._tracks_pub.publish(out)
+        self._publish(msg, rgb, result)
         self._counters['frames_processed'] += 1
-        self._last_latency_ms = (time.perf_counter() - started) * 1000.0
+        self._processed_times.append(time.monotonic())
+        self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
-    @staticmethod
-    def _to_msg(track) -> TrackedObject:
-        m = TrackedObject()
-        m.id = track.track_id
-        m.class_id = track.class_name
-        m.score = float(track.score)
-        cx, cy, w, h = track.box_cxcywh
-        m.bbox.center.position.x, m.bbox.center.position.y = float(cx), float(cy)
-        m.bbox.size_x, m.bbox.size_y = float(w), float(h)
-        m.state = _STATE[track.state]
-        m.frames_since_seen = int(track.frames_since_seen)
-        m.walker_confidence = float(track.walker_confidence)
-        m.velocity_x, m.velocity_y = float(track.velocity[0]), float(track.velocity[1])
-        m.box_source = _SOURCE[track.box_source]
-        m.visibility = float(track.visibility)
-        m.age = int(track.age)
-        return m
+    def _count_dropped(self, info) -> None:
+        """Frames the depth-1 queue replaced before we took them (newest wins)."""
+        seq = info.get('reception_sequence_number') if info else None
+        if not seq:      # 0 / missing: the middleware does not report it
+            return
+        if self._last_reception_seq is not None and seq > self._last_reception_seq + 1:
+            self._counters['frames_dropped'] += seq - self._last_reception_seq - 1
+        self._last_reception_seq = seq
+
+    def _publish(self, msg: Image, rgb: np.ndarray, result) -> None:
+        header, p = msg.header, self._params
+        self._pubs['tracks'].publish(tracks_to_msg(header, result.tracks))
+        self._pubs['belief'].publish(beliefs_to_msg(header, result.beliefs,
+                                                    (msg.width, msg.height), p['belief_topk']))
+        grid = self._pipeline.grid
+        self._pubs['belief_grid'].publish(belief_occupancy_grid(
+            header, result.beliefs, (grid.height, grid.width), p['display_scale']))
+        self._pubs['markers'].publish(track_markers(header, result.tracks, p['display_scale']))
+        debug_pub = self._pubs['debug_image']
+        if p['publish_debug_image'] and debug_pub.get_subscription_count() > 0:
+            fields = rgb_to_image_fields(draw_tracks(rgb, result.tracks, result.beliefs))
+            image = Image(header=header, height=fields['height'], width=fields['width'],
+                          encoding=fields['encoding'], step=fields['step'])
+            image.data = fields['data']
+            debug_pub.publish(image)
 
     def _publish_diagnostics(self) -> None:
-        if self._diagnostics_pub is None or not self._diagnostics_pub.is_activated:
+        pub = self._pubs.get('diagnostics')
+        if pub is None or not pub.is_activated:
             return
         status = DiagnosticStatus()
         status.name = f'{self.get_fully_qualified_name()}: tracking'
         status.hardware_id = self._pipeline.device_name if self._pipeline else ''
-        rejected = self._counters['frames_rejected']
-        status.level = DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK
-        status.message = f'{rejected} bad frames rejected' if rejected else 'ok'
-        values = dict(self._counters, last_latency_ms=f'{self._last_latency_ms:.1f}')
+        now = time.monotonic()
+        recent = [t for t in self._processed_times if now - t <= 5.0]
+        rate = len(recent) / 5.0
+        latencies = sorted(self._latencies_ms)
+        problems = []
+        if self._counters['frames_rejected']:
+            problems.append(f"{self._counters['frames_rejected']} bad frames rejected")
+        if self._camera_info_size and self._image_size and \
+                self._camera_info_size != self._image_size:
+            problems.append(f'camera_info is {self._camera_info_size[0]}x'
+                            f'{self._camera_info_size[1]}, images are {self._image_size[0]}x'
+                            f'{self._image_size[1]}')
+        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status.message = '; '.join(problems) or 'ok'
+        values = {
+            'frames_received': self._counters['frames_received'],
+            'frames_processed': self._counters['frames_processed'],
+            'frames_rejected': self._counters['frames_rejected'],
+            'frames_dropped': self._counters['frames_dropped'],
+            'resets': self._counters['resets'],
+            'rate_hz': f'{rate:.2f}',
+            'latency_ms_p50': f'{latencies[len(latencies) // 2]:.1f}' if latencies else 'n/a',
+            'latency_ms_max': f'{latencies[-1]:.1f}' if latencies else 'n/a',
+            'backend': 'torch',
+            'device': self._pipeline.device_name if self._pipeline else 'released',
+        }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         diag = DiagnosticArray()
         diag.header.stamp = self.get_clock().now().to_msg()
         diag.status = [status]
-        self._diagnostics_pub.publish(diag)
+        pub.publish(diag)
 
 
 def main(args=None):

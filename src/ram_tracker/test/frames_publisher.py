@@ -1,7 +1,8 @@
 """Test helper process: publishes a scripted mix of good and malformed images, forever.
 
-Frame i has stamp sec = 1000 + i and frame_id naming what it is ('good/<encoding>' or
-'bad/<reason>'), so the subscriber can check which frames the node answered.
+Frame i has stamp sec = 1000 + (i mod 36) and frame_id naming what it is ('good/<encoding>'
+or 'bad/<reason>'), so the subscriber can check which frames the node answered. Every 36
+frames the stamps jump back, like a bag that loops.
 Run: python frames_publisher.py WIDTH HEIGHT RATE_HZ
 """
 import sys
@@ -15,13 +16,14 @@ from ram_tracker.image_conversion import rgb_to_image_fields
 
 SCRIPT = ['good/rgb8', 'good/bgr8-padded', 'bad/yuv422', 'good/mono8', 'bad/step-too-small',
           'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated']
+LOOP = 4 * len(SCRIPT)
 
 
 def make(kind: str, index: int, width: int, height: int) -> Image:
     rng = np.random.default_rng(index)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     msg = Image()
-    msg.header.stamp.sec = 1000 + index
+    msg.header.stamp.sec = 1000 + index % LOOP
     msg.header.frame_id = kind
     encoding = kind.split('/')[1].split('-')[0]
     if kind.startswith('good'):

@@ -16,8 +16,9 @@ rclpy = pytest.importorskip('rclpy')
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 
-from ram_msgs.msg import TrackedObjectArray  # noqa: E402
+from ram_msgs.msg import BeliefArray, TrackedObjectArray  # noqa: E402
 from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,8 @@ def _stop(proc):
 
 
 def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_env, tmp_path):
+    """Also: the belief topic answers every processed frame, the reset service works, and a
+    stamp jumping backwards (a looping bag) resets the memory."""
     executable = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker' / 'tracker_node'
     params = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
     assert executable.exists(), f'{executable} missing: run colcon build'
@@ -75,6 +78,10 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     listener.create_subscription(TrackedObjectArray, 'tracks', on_tracks, reliable)
     listener.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
+    belief_stamps = set()
+    listener.create_subscription(BeliefArray, 'belief',
+                                 lambda m: belief_stamps.add(m.header.stamp.sec), reliable)
+    reset = listener.create_client(Trigger, '/tracker_node/reset')
     try:
         # Discovery and model start-up: poll, never a fixed sleep.
         deadline = time.monotonic() + 120
@@ -85,6 +92,7 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
             good = {kind for kind in tracks.values()}
             if (len(tracks) >= 12 and int(diagnostics.get('frames_rejected', 0)) >= 4
                     and int(diagnostics.get('frames_processed', 0)) >= 12
+                    and int(diagnostics.get('resets', 0)) >= 1
                     and {'good/rgb8', 'good/bgr8-padded', 'good/mono8', 'good/rgba8',
                          'good/bgra8'} <= good):
                 break
@@ -98,6 +106,19 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
         assert int(diagnostics['frames_rejected']) >= 4, diagnostics
         assert int(diagnostics['frames_processed']) >= 12, diagnostics
         assert 'unsupported encoding' in log_text or 'step' in log_text, log_text
+        # Time jumped back at least once (the publisher loops its stamps every 36 frames).
+        assert int(diagnostics['resets']) >= 1, diagnostics
+        assert 'time jumped backwards' in log_text
+        # Beliefs are published for every processed (good) frame, with the image's stamp.
+        sys.path.insert(0, str(HERE))
+        from frames_publisher import SCRIPT
+        kinds = {SCRIPT[(sec - 1000) % len(SCRIPT)] for sec in belief_stamps}
+        assert len(belief_stamps) >= 10 and all(k.startswith('good/') for k in kinds), kinds
+        # The reset service clears the stream on request.
+        assert reset.wait_for_service(timeout_sec=10)
+        future = reset.call_async(Trigger.Request())
+        rclpy.spin_until_future_complete(listener, future, timeout_sec=10)
+        assert future.result() is not None and future.result().success
         assert node_proc.poll() is None
     finally:
         listener.destroy_node()
