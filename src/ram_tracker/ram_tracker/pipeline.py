@@ -180,13 +180,13 @@ class TrackingPipeline:
 
     def _belief(self, track: Track, sx: float, sy: float) -> Belief:
         g = self.grid
-        # Node (col, row) sits at input pixel (col * stride + offset); its cell spans half a
-        # stride either side.
+        # Node (col, row) stands for the input pixel col * stride + offset + feature_stride / 2
+        # (the centre of its stride-4 feature cell); its cell spans half a stride either side.
+        corner = g.offset + g.feature_stride / 2 - g.stride / 2
         return Belief(track_id=track.track_id, class_name=self.class_names[track.class_id],
                       probability=track.walker.view(g.height, g.width).numpy().copy(),
                       cell_width=g.stride * sx, cell_height=g.stride * sy,
-                      origin_x=(g.offset - g.stride / 2) * sx,
-                      origin_y=(g.offset - g.stride / 2) * sy)
+                      origin_x=corner * sx, origin_y=corner * sy)
 
 
 def _to_cpu(transition):

