@@ -109,12 +109,8 @@ def _local_logits(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tile:
     kp = F.unfold(kp, kernel_size=L, stride=S)            # (B, D*L*L, tiles)
     kp = kp.reshape(B, D, L * L, ny * nx).permute(0, 3, 1, 2).reshape(B * ny * nx, D, L * L)
     sim = torch.bmm(qp, kp)                               # (B*tiles, S*S, L*L)
-    # column of neighbour k for query (sy, sx) inside its tile's neighbourhood
-    s = torch.arange(S, device=q_prev.device)
-    off = window_offsets(R, q_prev.device)
-    col = ((s.view(S, 1, 1) + R + off[:, 0].view(1, 1, -1)) * L
-           + (s.view(1, S, 1) + R + off[:, 1].view(1, 1, -1)))   # (S, S, K)
-    col = col.reshape(1, S * S, -1).expand(sim.shape[0], -1, -1)
+    # the K entries of each query's own window inside its tile's neighbourhood
+    col = _window_columns(S, R, q_prev.device).expand(sim.shape[0], -1, -1)
     sim = torch.gather(sim, 2, col)                       # (B*tiles, S*S, K)
     K = sim.shape[-1]
     sim = sim.reshape(B, ny, nx, S, S, K).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, K)
@@ -130,9 +126,7 @@ def local_transition(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, ta
     B, D, H, W = q_prev.shape
     R = int(radius)
     if tile is None:
-        # Tile side: big enough that the (S+2R)^2 halo overhead stays small, small enough that
-        # the per-tile similarity block (S^2 x (S+2R)^2) stays cheap. S = 8 measured best on CPU.
-        tile = max(4, min(8, max(H, W)))
+        tile = _tile_size(H, W)
     logits = _local_logits(q_prev, q_next, R, tile) / tau
     indices, valid = neighbour_table((H, W), R, q_prev.device)
     logits = logits.masked_fill(~valid, float("-inf"))   # out-of-image: exactly 0 after softmax
@@ -158,8 +152,11 @@ def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
     values[i, :]; no dense N x N matrix is built. Two exact implementations, picked by size:
       * F.fold (the adjoint of unfold) on the node grid: one op, but it materialises the
         (B, M*K, N) contributions; fastest for a few walkers (inference);
-      * a loop over the K window offsets adding shifted, weighted copies of the walker into a
-        padded canvas: O(B*M*N) memory, faster once M*K*N is large (training with many objects).
+      * tiled: the rows of A for an S x S tile of source nodes are scattered into a dense
+        (S^2, (S+2R)^2) block (all their targets), one batched matmul moves every walker's tile
+        mass onto the tile's neighbourhood, and fold sums the overlapping neighbourhoods. Work
+        M*N*(S+2R)^2 at BLAS speed, memory N*(S+2R)^2 + M*N*((S+2R)/S)^2: the fast path for
+        many walkers (training) on big windows.
     """
     if isinstance(A, torch.Tensor):
         return torch.bmm(walker, A)
@@ -175,18 +172,43 @@ def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
         contrib = walker.unsqueeze(2) * A.values.transpose(1, 2).unsqueeze(1)
         out = F.fold(contrib.reshape(B, M * k * k, N), output_size=(H, W), kernel_size=k, padding=R)
         return out.reshape(B, M, N)
-    src = walker.reshape(B, M, H, W)
-    values = A.values.reshape(B, 1, H, W, k * k)
-    canvas = walker.new_zeros(B, M, H + 2 * R, W + 2 * R)
-    for kk in range(k * k):
-        dy, dx = divmod(kk, k)                              # canvas offset = window offset + R
-        canvas[:, :, dy:dy + H, dx:dx + W] += src * values[..., kk]
+    S = _tile_size(H, W)
+    Hp, Wp = -(-H // S) * S, -(-W // S) * S
+    ny, nx, L = Hp // S, Wp // S, S + 2 * R
+    # dense per-tile blocks of A: (B*tiles, S*S sources, L*L neighbourhood targets)
+    vals = F.pad(A.values.reshape(B, H, W, k * k), (0, 0, 0, Wp - W, 0, Hp - H))
+    vals = vals.reshape(B, ny, S, nx, S, k * k).permute(0, 1, 3, 2, 4, 5).reshape(B * ny * nx, S * S, k * k)
+    col = _window_columns(S, R, walker.device).expand(vals.shape[0], -1, -1)
+    block = vals.new_zeros(B * ny * nx, S * S, L * L).scatter_(2, col, vals)   # in place: no zero copy
+    # walker mass per source tile: (B*tiles, M, S*S)
+    src = F.pad(walker.reshape(B, M, H, W), (0, Wp - W, 0, Hp - H))
+    src = src.reshape(B, M, ny, S, nx, S).permute(0, 2, 4, 1, 3, 5).reshape(B * ny * nx, M, S * S)
+    moved = torch.bmm(src, block)                                            # (B*tiles, M, L*L)
+    moved = moved.reshape(B, ny * nx, M * L * L).permute(0, 2, 1)             # fold layout (B, M*L*L, tiles)
+    canvas = F.fold(moved, output_size=(Hp + 2 * R, Wp + 2 * R), kernel_size=L, stride=S)
     return canvas[:, :, R:R + H, R:R + W].reshape(B, M, N)
 
 
-# Above this many (B*M*K*N) contributions propagate() switches from fold to the shift loop
-# (measured crossover on 2 CPU cores: fold wins for 1 walker on 160x48, loses for 16).
-_FOLD_MAX_ELEMENTS = 4_000_000
+# Above this many (B*M*K*N) contributions propagate() switches from fold to the tiled matmul
+# (the crossover measured on 2 CPU cores is around a few million).
+_FOLD_MAX_ELEMENTS = 2_000_000
+
+
+def _tile_size(H: int, W: int) -> int:
+    # Big enough that the (S+2R)^2 halo overhead stays small, small enough that the per-tile
+    # dense block (S^2 x (S+2R)^2) stays cheap. S = 8 measured best on CPU for r = 0.2.
+    return max(4, min(8, max(H, W)))
+
+
+def _window_columns(S: int, R: int, device) -> torch.Tensor:
+    """(1, S*S, K): column of window entry k of tile-local node (sy, sx) inside the tile's
+    (S+2R)^2 neighbourhood, row-major."""
+    L = S + 2 * R
+    s = torch.arange(S, device=device)
+    off = window_offsets(R, device)
+    col = ((s.view(S, 1, 1) + R + off[:, 0].view(1, 1, -1)) * L
+           + (s.view(1, S, 1) + R + off[:, 1].view(1, 1, -1)))
+    return col.reshape(1, S * S, -1)
 
 
 def densify(A: Transition) -> torch.Tensor:

@@ -104,12 +104,16 @@ def test_node_grid_round_trip():
 
 
 def test_both_propagation_paths_agree(monkeypatch):
-    H, W, R = 7, 9, 2
-    q0, q1 = embeddings(2, 8, H, W, 12), embeddings(2, 8, H, W, 13)
-    A = walk.local_transition(q0, q1, R, 0.1)
-    x = torch.softmax(torch.randn(2, 5, H * W, dtype=torch.float64), -1)
-    via_fold = walk.propagate(x, A)
-    monkeypatch.setattr(walk, "_FOLD_MAX_ELEMENTS", 0)
-    via_shift = walk.propagate(x, A)
-    assert torch.allclose(via_fold, via_shift, atol=1e-12)
-    assert torch.allclose(via_fold, x @ walk.densify(A), atol=1e-12)
+    for H, W, R in [(7, 9, 2), (20, 13, 3), (3, 17, 5)]:       # grids that are not whole tiles
+        q0, q1 = embeddings(2, 8, H, W, 12), embeddings(2, 8, H, W, 13)
+        A = walk.local_transition(q0, q1, R, 0.1)
+        x = torch.softmax(torch.randn(2, 5, H * W, dtype=torch.float64), -1).requires_grad_()
+        via_fold = walk.propagate(x, A)
+        g_fold, = torch.autograd.grad(via_fold[:, :, ::3].sum(), x)
+        monkeypatch.setattr(walk, "_FOLD_MAX_ELEMENTS", 0)
+        via_tiles = walk.propagate(x, A)
+        g_tiles, = torch.autograd.grad(via_tiles[:, :, ::3].sum(), x)
+        monkeypatch.undo()
+        assert torch.allclose(via_fold, via_tiles, atol=1e-12)
+        assert torch.allclose(g_fold, g_tiles, atol=1e-12)
+        assert torch.allclose(via_fold, x @ walk.densify(A), atol=1e-12)
