@@ -20,6 +20,7 @@ setup(
     entry_points={
         'console_scripts': [
             'ram-data = ram_training.data.cli:main',
+            'ram-train = ram_training.train:main',
         ],
     },
 )

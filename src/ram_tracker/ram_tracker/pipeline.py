@@ -17,8 +17,8 @@ import torch
 from ram_tracker.checkpoint import load_weights
 from ram_tracker.decode import decode_detections
 from ram_tracker.model import ModelConfig, build_model
-from ram_tracker.tracker import Track, Tracker, TrackerConfig
-from ram_tracker.walk import NodeGrid
+from ram_tracker.tracker import Detections, Track, Tracker, TrackerConfig
+from ram_tracker.walk import NodeGrid, Transition
 
 
 @dataclass
@@ -72,20 +72,106 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class TrackingPipeline:
+@dataclass
+class Inference:
+    """What the model says about one frame, in model-input pixels."""
+    detections: Detections
+    transition: Optional[Transition]   # previous frame's nodes -> this frame's; None if not asked
+    source_size: tuple[int, int]       # (width, height) of the source image
+    new_stream: bool                   # memory was (re)started on this frame
 
-    def __init__(self, model, tracker_config: TrackerConfig, input_size: tuple[int, int],
-                 device: torch.device, model_info: Optional[dict] = None):
+
+class StreamingModel:
+    """The model over one video stream: resize, normalise, step the recurrent state, decode.
+    Several trackers may consume the same inference (evaluation compares occlusion models on
+    one model pass)."""
+
+    def __init__(self, model, input_size: tuple[int, int], device: torch.device,
+                 det_threshold: float, model_info: Optional[dict] = None):
         self.model = model.to(device).eval()
         self.device = device
         self.input_width, self.input_height = input_size
-        self.tracker_config = tracker_config
+        self.det_threshold = det_threshold
         self.class_names = list(model.cfg.class_names)
         self.model_info = model_info or {}
         self.grid: NodeGrid = model.node_grid(self.input_height, self.input_width)
-        self._tracker = Tracker(tracker_config, (self.input_width, self.input_height))
         self._state = None
         self._source_size: Optional[tuple[int, int]] = None
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == 'cuda':
+            return f'{self.device} ({torch.cuda.get_device_name(self.device)})'
+        return 'cpu'
+
+    def reset(self) -> None:
+        self._state = None
+        self._source_size = None
+
+    @torch.inference_mode()
+    def infer(self, rgb: np.ndarray, need_transition: bool = True) -> Inference:
+        """One frame (H, W, 3) uint8 RGB. The transition costs a few ms: ask only when some
+        track may walk."""
+        source_h, source_w = rgb.shape[:2]
+        new_stream = self._state is None or self._source_size != (source_w, source_h)
+        if new_stream:                       # a new stream, camera or resolution
+            self._state = self.model.initial_state(1, self.input_height, self.input_width,
+                                                   self.device)
+            self._source_size = (source_w, source_h)
+        image = cv2.resize(rgb, (self.input_width, self.input_height),
+                           interpolation=cv2.INTER_AREA if source_w > self.input_width
+                           else cv2.INTER_LINEAR)
+        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).unsqueeze(0)
+        tensor = tensor.float().div_(255.0)
+        previous_embed = self._state[1]
+        outputs, self._state = self.model.step(tensor, self._state, with_transition=False)
+        transition = None
+        if need_transition and not new_stream:
+            transition = _to_cpu(self.model.transition(previous_embed, outputs['embed']))
+        return Inference(decode_detections(outputs, self.det_threshold), transition,
+                         (source_w, source_h), new_stream)
+
+    def frame_result(self, tracks: list[Track], inference: Inference) -> FrameResult:
+        """Tracker output mapped to source-image pixels, with the beliefs of occluded tracks."""
+        source_w, source_h = inference.source_size
+        sx, sy = source_w / self.input_width, source_h / self.input_height
+        return FrameResult(tracks=[self._to_source(t, sx, sy) for t in tracks],
+                           beliefs=[self._belief(t, sx, sy) for t in tracks
+                                    if t.walker is not None and t.state == 'occluded'],
+                           num_detections=len(inference.detections))
+
+    def _to_source(self, track: Track, sx: float, sy: float) -> TrackOutput:
+        scale = np.array([sx, sy, sx, sy])
+        return TrackOutput(
+            track_id=track.track_id, class_id=track.class_id,
+            class_name=self.class_names[track.class_id], score=track.score,
+            box_cxcywh=track.box_cxcywh * scale, velocity=track.velocity * scale[:2],
+            state=track.state, box_source=track.box_source,
+            frames_since_seen=track.frames_since_seen,
+            walker_confidence=track.walker_confidence, visibility=track.visibility,
+            age=track.age)
+
+    def _belief(self, track: Track, sx: float, sy: float) -> Belief:
+        g = self.grid
+        # Node (col, row) stands for the input pixel col * stride + offset + feature_stride / 2
+        # (the centre of its stride-4 feature cell); its cell spans half a stride either side.
+        corner = g.offset + g.feature_stride / 2 - g.stride / 2
+        return Belief(track_id=track.track_id, class_name=self.class_names[track.class_id],
+                      probability=track.walker.view(g.height, g.width).numpy().copy(),
+                      cell_width=g.stride * sx, cell_height=g.stride * sy,
+                      origin_x=corner * sx, origin_y=corner * sy)
+
+
+
+class TrackingPipeline:
+    """One video stream through RAM: the streaming model and one tracker."""
+
+    def __init__(self, model, tracker_config: TrackerConfig, input_size: tuple[int, int],
+                 device: torch.device, model_info: Optional[dict] = None):
+        self.stream = StreamingModel(model, input_size, device, tracker_config.det_threshold,
+                                     model_info)
+        self.tracker_config = tracker_config
+        self.tracker = Tracker(tracker_config, input_size)
 
     @classmethod
     def from_params(cls, params: dict) -> 'TrackingPipeline':
@@ -112,81 +198,39 @@ class TrackingPipeline:
         return pipeline
 
     @property
+    def grid(self) -> NodeGrid:
+        return self.stream.grid
+
+    @property
     def device_name(self) -> str:
-        if self.device.type == 'cuda':
-            return f'{self.device} ({torch.cuda.get_device_name(self.device)})'
-        return 'cpu'
+        return self.stream.device_name
 
     def describe(self) -> str:
-        cfg = self.model.cfg
-        source = 'untrained' if self.model_info.get('untrained') else self.model_info.get(
+        s = self.stream
+        cfg = s.model.cfg
+        source = 'untrained' if s.model_info.get('untrained') else s.model_info.get(
             'name', 'trained')
-        return (f'{cfg.backbone} model ({source}), classes {self.class_names}, input '
-                f'{self.input_width}x{self.input_height}, nodes {self.grid.width}x'
-                f'{self.grid.height}, device {self.device_name}')
+        return (f'{cfg.backbone} model ({source}), classes {s.class_names}, input '
+                f'{s.input_width}x{s.input_height}, nodes {s.grid.width}x{s.grid.height}, '
+                f'device {s.device_name}')
 
     def reset(self) -> None:
         """Forget the stream: memory, embeddings and tracks (ids restart at 1)."""
-        self._state = None
-        self._source_size = None
-        self._tracker.reset()
+        self.stream.reset()
+        self.tracker.reset()
 
     def warm_up(self) -> None:
-        self.process(np.zeros((self.input_height, self.input_width, 3), np.uint8))
+        self.process(np.zeros((self.stream.input_height, self.stream.input_width, 3), np.uint8))
         self.reset()
 
-    @torch.inference_mode()
     def process(self, rgb: np.ndarray) -> FrameResult:
         """One frame (H, W, 3) uint8 RGB of the stream."""
-        source_h, source_w = rgb.shape[:2]
-        if self._source_size != (source_w, source_h):
-            self.reset()                      # a new camera or resolution: a new stream
-            self._source_size = (source_w, source_h)
-        image = cv2.resize(rgb, (self.input_width, self.input_height),
-                           interpolation=cv2.INTER_AREA if source_w > self.input_width
-                           else cv2.INTER_LINEAR)
-        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).unsqueeze(0)
-        tensor = tensor.float().div_(255.0)
-        first_frame = self._state is None
-        if first_frame:
-            self._state = self.model.initial_state(1, self.input_height, self.input_width,
-                                                   self.device)
-        previous_embed = self._state[1]
-        outputs, self._state = self.model.step(tensor, self._state, with_transition=False)
-        detections = decode_detections(outputs, self.tracker_config.det_threshold)
-        # The transition is only needed when an occluded track may walk: skip it otherwise.
-        transition = None
-        if not first_frame and self.tracker_config.occlusion_model == 'walker' and \
-                self._tracker.tracks:
-            transition = self.model.transition(previous_embed, outputs['embed'])
-            transition = _to_cpu(transition)
-        tracks = self._tracker.update(detections, transition, self.grid)
-        sx, sy = source_w / self.input_width, source_h / self.input_height
-        return FrameResult(tracks=[self._to_source(t, sx, sy) for t in tracks],
-                           beliefs=[self._belief(t, sx, sy) for t in tracks
-                                    if t.walker is not None and t.state == 'occluded'],
-                           num_detections=len(detections))
-
-    def _to_source(self, track: Track, sx: float, sy: float) -> TrackOutput:
-        scale = np.array([sx, sy, sx, sy])
-        return TrackOutput(
-            track_id=track.track_id, class_id=track.class_id,
-            class_name=self.class_names[track.class_id], score=track.score,
-            box_cxcywh=track.box_cxcywh * scale, velocity=track.velocity * scale[:2],
-            state=track.state, box_source=track.box_source,
-            frames_since_seen=track.frames_since_seen,
-            walker_confidence=track.walker_confidence, visibility=track.visibility,
-            age=track.age)
-
-    def _belief(self, track: Track, sx: float, sy: float) -> Belief:
-        g = self.grid
-        # Node (col, row) stands for the input pixel col * stride + offset + feature_stride / 2
-        # (the centre of its stride-4 feature cell); its cell spans half a stride either side.
-        corner = g.offset + g.feature_stride / 2 - g.stride / 2
-        return Belief(track_id=track.track_id, class_name=self.class_names[track.class_id],
-                      probability=track.walker.view(g.height, g.width).numpy().copy(),
-                      cell_width=g.stride * sx, cell_height=g.stride * sy,
-                      origin_x=corner * sx, origin_y=corner * sy)
+        may_walk = self.tracker_config.occlusion_model == 'walker' and bool(self.tracker.tracks)
+        inference = self.stream.infer(rgb, need_transition=may_walk)
+        if inference.new_stream:
+            self.tracker.reset()
+        tracks = self.tracker.update(inference.detections, inference.transition, self.grid)
+        return self.stream.frame_result(tracks, inference)
 
 
 def _to_cpu(transition):

@@ -1,0 +1,158 @@
+"""World 1 (LA-CATER-like) evaluation: mean IoU of the target's box per target state.
+
+Protocol (paper Table 1, RAM_NOTES "Evaluation"): in every frame the method reports the
+highest-scoring box of the target class, walker boxes of occluded tracks included; its IoU with
+the target's true box (known even when hidden) is averaged over the frames of each state
+(visible / occluded / contained / carried) within a video, then over the videos that have
+frames in that state. No frame is skipped: a frame without a target box scores IoU 0.
+
+One model pass per frame feeds every occlusion model (walker, last seen, constant velocity,
+none), so the comparison is on identical detections.
+
+    python -m ram_training.evaluation.world1 --model models/world1_ram.safetensors \
+        --data data/world1 --split test --out eval/world1.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ram_tracker.checkpoint import load_weights
+from ram_tracker.pipeline import FrameResult, StreamingModel
+from ram_tracker.tracker import Tracker, TrackerConfig
+from ram_training.data import world_lacater
+from ram_training.data.atomic import atomic_write_text
+from ram_training.data.clips import world1_videos
+
+STATES = world_lacater.STATE_NAMES
+# LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions.
+LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005)
+OCCLUSION_MODELS = {'ram': 'walker', 'last_seen': 'static',
+                    'constant_velocity': 'constant_velocity', 'no_permanence': 'none'}
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two x1, y1, x2, y2 boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def target_box(result: FrameResult, class_name: str = 'target') -> np.ndarray | None:
+    """Highest-scoring live box of the target class (walker boxes included), x1, y1, x2, y2."""
+    best = None
+    for track in result.tracks:
+        if track.class_name != class_name or track.state == 'lost':
+            continue
+        if best is None or track.score > best.score:
+            best = track
+    if best is None:
+        return None
+    cx, cy, w, h = best.box_cxcywh
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def summarize(per_video: list[dict[str, list[float]]]) -> dict:
+    """Per-state mean IoU: frames averaged within a video, then videos averaged."""
+    out = {}
+    for state in STATES:
+        means = [float(np.mean(v[state])) for v in per_video if v[state]]
+        out[f'miou_{state}'] = float(np.mean(means)) if means else None
+        out[f'videos_{state}'] = len(means)
+        out[f'frames_{state}'] = int(sum(len(v[state]) for v in per_video))
+    return out
+
+
+def evaluate_models(models: dict[str, tuple], root, split: str,
+                    input_size: tuple[int, int], max_videos: int | None = None,
+                    tracker_config: TrackerConfig = LACATER_TRACKER, log=print) -> dict:
+    """models: label -> (RAMModel, {method: occlusion_model}). Returns {label/method: metrics}.
+
+    Each model runs once per frame; all of its methods track from that one inference.
+    """
+    videos = world1_videos(root, split)[:max_videos]
+    per_video: dict[str, list] = {}
+    started = time.perf_counter()
+    frames = 0
+    for vi, video in enumerate(videos):
+        target = int(np.flatnonzero(video.annotations.classes == 0)[0])
+        truth = video.annotations.boxes[:, target]
+        states = video.ann.states
+        for label, (model, methods) in models.items():
+            stream = StreamingModel(model, input_size, torch.device('cpu'),
+                                    tracker_config.det_threshold)
+            trackers = {m: Tracker(replace(tracker_config, occlusion_model=occ), input_size)
+                        for m, occ in methods.items()}
+            ious = {m: {s: [] for s in STATES} for m in methods}
+            for t in range(video.num_frames):
+                inference = stream.infer(video.image(t), need_transition=True)
+                for method, tracker in trackers.items():
+                    tracks = tracker.update(inference.detections, inference.transition,
+                                            stream.grid)
+                    box = target_box(stream.frame_result(tracks, inference))
+                    iou = 0.0 if box is None else box_iou(box, truth[t])
+                    ious[method][STATES[states[t]]].append(iou)
+            for method in methods:
+                per_video.setdefault(f'{label}/{method}', []).append(ious[method])
+        frames += video.num_frames
+        log(f'[world1 eval] video {vi + 1}/{len(videos)} {video.name}: '
+            f'{frames / (time.perf_counter() - started):.1f} frames/s')
+    return {name: summarize(v) for name, v in per_video.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', required=True, help='RAM weights (.safetensors)')
+    parser.add_argument('--baseline-model', help='a second model (e.g. the no-walk-loss variant) '
+                        'evaluated with the walker under the label "no_walk_loss"')
+    parser.add_argument('--data', required=True, help='World 1 dataset root')
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--input-size', default=None,
+                        help='WxH model input (default: the model file\'s training size)')
+    parser.add_argument('--max-videos', type=int, default=None)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--out', required=True, help='results JSON (written atomically)')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, info = load_weights(args.model)
+    size = args.input_size or info.get('input_size')
+    if size is None:
+        parser.error('--input-size is needed (the model file does not record its input size)')
+    width, height = (int(v) for v in (size.split('x') if isinstance(size, str) else size))
+    models = {'ram_model': (model, {m: occ for m, occ in OCCLUSION_MODELS.items()})}
+    if args.baseline_model:
+        baseline, _ = load_weights(args.baseline_model)
+        models['no_walk_loss'] = (baseline, {'walker': 'walker'})
+    results = evaluate_models(models, args.data, args.split, (width, height), args.max_videos)
+    report = {
+        'ram': results['ram_model/ram'],
+        'last_seen': results['ram_model/last_seen'],
+        'constant_velocity': results['ram_model/constant_velocity'],
+        'no_permanence': results['ram_model/no_permanence'],
+    }
+    if args.baseline_model:
+        report['no_walk_loss'] = results['no_walk_loss/walker']
+    report['_protocol'] = {'split': args.split, 'model': args.model,
+                           'baseline_model': args.baseline_model,
+                           'input_size': [width, height], 'max_videos': args.max_videos,
+                           'tracker': vars(LACATER_TRACKER)}
+    atomic_write_text(Path(args.out), json.dumps(report, indent=2) + '\n')
+    for method, metrics in report.items():
+        if method.startswith('_'):
+            continue
+        print(f'{method:18s} ' + '  '.join(
+            f'{s} {metrics[f"miou_{s}"]:.3f}' if metrics[f'miou_{s}'] is not None else f'{s} n/a'
+            for s in STATES))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
