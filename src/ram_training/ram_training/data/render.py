@@ -278,68 +278,101 @@ def _flat(n: tuple[float, float, float]) -> float:
     return AMBIENT + DIFFUSE * min(max(float(lambert), 0.0), 1.0)
 
 
+_SHADE_LEVELS = 256
+_SHADE_MAX = AMBIENT + DIFFUSE + 0.8  # brightest intensity a shaded pixel can reach (specular)
+
+
+class _Palette:
+    """Colours of one sprite patch: pixels hold uint16 labels, a lookup table turns them into
+    RGB. Flat faces take one entry each; a shaded round primitive takes _SHADE_LEVELS entries
+    (its intensity quantised to 1/255 of the range, invisible after 8-bit output anyway)."""
+
+    _shaded_cache: dict = {}  # colour -> (_SHADE_LEVELS, 3) uint8; objects keep their colours
+
+    def __init__(self):
+        self.rows = [np.zeros((1, 3), np.uint8)]  # label 0: empty
+        self.size = 1
+
+    def flat(self, color: np.ndarray, intensity: float) -> int:
+        self.rows.append(np.array([[min(max(int(c * intensity * 255 + 0.5), 0), 255) for c in color]], np.uint8))
+        self.size += 1
+        return self.size - 1
+
+    def shaded(self, color: np.ndarray) -> int:
+        key = tuple(float(c) for c in color)
+        table = self._shaded_cache.get(key)
+        if table is None:
+            levels = np.arange(_SHADE_LEVELS, dtype=np.float64)[:, None] * (_SHADE_MAX / (_SHADE_LEVELS - 1))
+            table = np.clip(np.asarray(key) * levels * 255 + 0.5, 0, 255).astype(np.uint8)
+            if len(self._shaded_cache) > 4096:
+                self._shaded_cache.clear()
+            self._shaded_cache[key] = table
+        self.rows.append(table)
+        self.size += _SHADE_LEVELS
+        return self.size - _SHADE_LEVELS
+
+    def table(self) -> np.ndarray:
+        return np.concatenate(self.rows)
+
+
+def _quantise(intensity: np.ndarray) -> np.ndarray:
+    scaled = intensity * ((_SHADE_LEVELS - 1) / _SHADE_MAX) + 0.5
+    return np.clip(scaled, 0, _SHADE_LEVELS - 1).astype(np.uint16)
+
+
 def _draw_primitive(prim: Primitive, xs: np.ndarray, ys: np.ndarray, x0: int, y0: int,
-                    mask: np.ndarray, rgb: np.ndarray) -> None:
-    """Draw `prim` into the patch (mask: bool (h,w), rgb: float (h,w,3)) whose top-left pixel is
-    (x0, y0). xs / ys are the pixel-centre coordinates of the patch columns / rows."""
+                    labels: np.ndarray, palette: _Palette) -> None:
+    """Draw `prim` into the label patch (uint16 (h,w), top-left pixel (x0, y0)); later
+    primitives overwrite earlier ones. xs / ys: pixel-centre coordinates of columns / rows."""
     color = np.asarray(prim.color, dtype=np.float64)
-    half = max(prim.width / 2.0, 0.5)
+    half = np.float32(max(prim.width / 2.0, 0.5))
     X = xs[None, :]
     Y = ys[:, None]
     if prim.shape == "sphere":
-        radius = half
-        cxp, cyp = prim.u, prim.v - radius
-        dx, dy = (X - cxp) / radius, (Y - cyp) / radius
+        cyp = np.float32(prim.v) - half
+        dx, dy = (X - np.float32(prim.u)) / half, (Y - cyp) / half
         d2 = dx * dx + dy * dy
         inside = d2 <= 1.0
-        nz = np.sqrt(np.clip(1.0 - d2, 0.0, 1.0))
-        intensity = _shade(dx, dy, nz, prim.specular)
-        mask |= inside
-        rgb[inside] = intensity[inside][:, None] * color
+        nz = np.sqrt(np.maximum(1.0 - d2[inside], 0.0))
+        rows, cols = np.nonzero(inside)
+        intensity = _shade(dx[0, cols], dy[rows, 0], nz, prim.specular)
+        labels[inside] = palette.shaded(color) + _quantise(intensity)
         return
     if prim.shape in ("cylinder", "cone"):
-        tilt = max(prim.tilt, 0.02)
-        dx = (X - prim.u) / half
-        below = (Y >= prim.v) & (dx * dx + ((Y - prim.v) / (half * tilt)) ** 2 <= 1.0)
+        tilt = np.float32(max(prim.tilt, 0.02))
+        v, height = np.float32(prim.v), np.float32(prim.height)
+        dx = (X - np.float32(prim.u)) / half                       # (1,w)
+        below = (Y >= v) & (dx * dx + ((Y - v) / (half * tilt)) ** 2 <= 1.0)
         if prim.shape == "cylinder":
-            body = (np.abs(dx) <= 1.0) & (Y >= prim.v - prim.height) & (Y < prim.v)
+            body = (np.abs(dx) <= 1.0) & (Y >= v - height) & (Y < v)
             side = body | below
-            top_y = prim.v - prim.height
+            nx = np.clip(dx, -1.0, 1.0)
+            column_shade = _quantise(_shade(nx, 0.0 * nx, np.sqrt(1.0 - nx * nx), prim.specular))  # (1,w)
+            base = palette.shaded(color)
+            labels[side] = (base + np.broadcast_to(column_shade, side.shape))[side]
+            top_y = v - height
             top = (dx * dx + ((Y - top_y) / (half * tilt)) ** 2 <= 1.0) & (Y < top_y + half * tilt)
-            nx = np.clip(dx, -1.0, 1.0) * np.ones_like(Y)
-            intensity = _shade(nx, 0.0 * nx, np.sqrt(1.0 - nx * nx), prim.specular)
-            mask |= side | top
-            rgb[side] = intensity[side][:, None] * color
-            top_shade = _flat((0.0, -np.sqrt(1.0 - tilt * tilt), tilt))
-            rgb[top] = top_shade * color
+            labels[top] = palette.flat(color, _flat((0.0, -float(np.sqrt(1.0 - tilt * tilt)), float(tilt))))
             return
         # cone: apex at (u, v - height), base ellipse at v
-        frac = np.clip((prim.v - Y) / max(prim.height, 1e-6), 0.0, 1.0)  # 0 at base, 1 at apex
-        halfwidth = half * (1.0 - frac)
-        body = (Y <= prim.v) & (Y >= prim.v - prim.height) & (np.abs(X - prim.u) <= halfwidth)
+        frac = np.clip((v - Y) / max(height, 1e-6), 0.0, 1.0)  # 0 at base, 1 at apex
+        halfwidth = half * (1.0 - frac)                         # (h,1)
+        body = (Y <= v) & (Y >= v - height) & (np.abs(X - np.float32(prim.u)) <= halfwidth)
         side = body | below
-        nx = np.clip((X - prim.u) / np.maximum(halfwidth, 1e-3), -1.0, 1.0)
-        nx = np.where(below, np.clip(dx, -1.0, 1.0), nx)
-        slope = half / max(prim.height, 1e-6)  # the surface leans back: normal points up a bit
-        ny = -slope * np.ones_like(nx)
+        rows, cols = np.nonzero(side)
+        nx = np.clip((xs[cols] - np.float32(prim.u)) / np.maximum(halfwidth[rows, 0], 1e-3), -1.0, 1.0)
+        nx = np.where(below[rows, cols], np.clip(dx[0, cols], -1.0, 1.0), nx)
+        slope = np.float32(half / max(height, 1e-6))  # the surface leans back: normal points up a bit
         nz = np.sqrt(np.clip(1.0 - nx * nx, 0.0, 1.0))
-        norm = np.sqrt(nx * nx + ny * ny + nz * nz)
-        intensity = _shade(nx / norm, ny / norm, nz / norm, prim.specular)
-        mask |= side
-        rgb[side] = intensity[side][:, None] * color
+        norm = np.sqrt(nx * nx + slope * slope + nz * nz)
+        intensity = _shade(nx / norm, -slope / norm, nz / norm, prim.specular)
+        labels[rows, cols] = palette.shaded(color) + _quantise(intensity)
         return
     if prim.shape == "polygons":
-        # every face gets its own label in one small raster; a lookup table shades them
-        labels = np.zeros(mask.shape, dtype=np.uint8)
-        shades = np.zeros(len(prim.polygons) + 1, dtype=np.float32)
-        for k, (corners, intensity) in enumerate(prim.polygons, start=1):
+        for corners, intensity in prim.polygons:
             # cv2 rasterises integer coordinates; 4 fractional bits keep sub-pixel accuracy
             pts = np.round((corners - (x0 + 0.5, y0 + 0.5)) * 16).astype(np.int32)
-            cv2.fillPoly(labels, [pts], k, lineType=cv2.LINE_8, shift=4)
-            shades[k] = intensity
-        inside = labels > 0
-        mask |= inside
-        rgb[inside] = shades[labels[inside]][:, None] * color.astype(np.float32)
+            cv2.fillPoly(labels, [pts], palette.flat(color, intensity), lineType=cv2.LINE_8, shift=4)
         return
     raise ValueError(f"unknown primitive shape {prim.shape!r}")
 
@@ -354,15 +387,16 @@ def render_sprite(sprite: Sprite, width: int, height: int):
     x1, y1 = min(int(np.ceil(bx2)) + 1, width), min(int(np.ceil(by2)) + 1, height)
     if x1 <= x0 or y1 <= y0:
         return None
-    xs = np.arange(x0, x1) + 0.5
-    ys = np.arange(y0, y1) + 0.5
-    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    rgb = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.float32)
+    xs = np.arange(x0, x1, dtype=np.float32) + 0.5
+    ys = np.arange(y0, y1, dtype=np.float32) + 0.5
+    labels = np.zeros((y1 - y0, x1 - x0), dtype=np.uint16)
+    palette = _Palette()
     for prim in sprite.primitives:
-        _draw_primitive(prim, xs, ys, x0, y0, mask, rgb)
+        _draw_primitive(prim, xs, ys, x0, y0, labels, palette)
+    mask = labels > 0
     if not mask.any():
         return None
-    patch = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    patch = palette.table()[labels]
     return x0, y0, mask, patch, (bx1, by1, bx2, by2)
 
 

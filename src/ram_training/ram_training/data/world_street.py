@@ -36,7 +36,7 @@ PARKING_X = 8.2       # parked vehicles
 POLE_X = 9.9
 SIDEWALK = (10.3, 12.6)
 BUILDING_X = 13.5
-MAX_DRAW_DEPTH = 130.0  # metres ahead; nothing farther is drawn
+MAX_DRAW_DEPTH = 100.0  # metres ahead; nothing farther is drawn (labels end at 70 m)
 
 # KITTI type -> (width, height, length) ranges in metres
 _DIMENSIONS = {
