@@ -1,0 +1,142 @@
+"""Node throughput and latency -> benchmarks/results/node.json (+ node.md).
+
+For each resolution, three processes as in deployment: the installed tracker_node (torch backend,
+2 threads, the default model of config/tracker.yaml unless --model), image_publisher sending
+frames faster than the node can take them (so the node always has a fresh frame: sustained
+throughput), and this script counting `tracks` answers and reading the node's /diagnostics.
+
+  fps_<res>_cpu              tracks messages per second over the measuring window
+  latency_ms_p50_<res>_cpu   image received -> tracks published, median (node diagnostics)
+  e2e_ms_p50_<res>_cpu       image stamped by the publisher -> tracks received here, median
+
+Frames come from a World 2 sequence when one exists (data/world2, `ram-data world2`), else from
+the built-in moving-shapes pattern. Run on an idle machine (make bench).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'benchmarks' / 'results'
+CASES = [  # (camera resolution, model input): 1242x375 runs at the paper's KITTI input 1280x384
+    ('640x192', (640, 192), (640, 192)),
+    ('1242x375', (1242, 375), (1280, 384)),
+]
+
+
+def _world2_frames(size) -> str | None:
+    folder = ROOT / 'data' / 'world2' / 'training' / 'image_02' / '0000'
+    return str(folder) if folder.is_dir() else None
+
+
+def measure(label, camera, model_input, model, seconds, env) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.time import Time
+
+    from ram_msgs.msg import TrackedObjectArray
+
+    lib = ROOT / 'install' / 'ram_tracker' / 'lib' / 'ram_tracker'
+    params = ROOT / 'install' / 'ram_tracker' / 'share' / 'ram_tracker' / 'config' / 'tracker.yaml'
+    node_cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
+                '-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}',
+                '-p', 'device:=cpu', '-p', 'num_threads:=2', '-p', 'publish_debug_image:=false']
+    if model:
+        node_cmd += ['-p', f'model_path:={model}']
+    source = _world2_frames(camera)
+    pub_cmd = [str(lib / 'image_publisher'), '--ros-args', '-p', 'rate_hz:=30.0',
+               '-p', f'source:={source or f"pattern:{camera[0]}x{camera[1]}"}']
+    procs = [subprocess.Popen(node_cmd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL),
+             subprocess.Popen(pub_cmd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    rclpy.init()
+    node = rclpy.create_node('bench_listener')
+    arrivals, e2e, diag = [], [], {}
+
+    def on_tracks(msg):
+        now = node.get_clock().now()
+        arrivals.append(time.monotonic())
+        e2e.append((now - Time.from_msg(msg.header.stamp)).nanoseconds / 1e6)
+
+    def on_diag(msg):
+        for status in msg.status:
+            if 'tracker_node' in status.name:
+                diag.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(TrackedObjectArray, 'tracks', on_tracks, 10)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    try:
+        deadline = time.monotonic() + 180
+        while len(arrivals) < 10 and time.monotonic() < deadline:   # start-up and warm-up
+            rclpy.spin_once(node, timeout_sec=0.1)
+        arrivals.clear()
+        e2e.clear()
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        # one more diagnostics message that covers the window
+        seen = dict(diag)
+        deadline = time.monotonic() + 3
+        while diag == seen and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+    fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+    return {f'fps_{label}_cpu': round(fps, 2),
+            f'latency_ms_p50_{label}_cpu': float(diag.get('latency_ms_p50', 'nan')),
+            f'e2e_ms_p50_{label}_cpu': round(statistics.median(e2e), 1) if e2e else None,
+            f'frames_dropped_{label}_cpu': int(diag.get('frames_dropped', 0)),
+            f'model_input_{label}': f'{model_input[0]}x{model_input[1]}',
+            f'source_{label}': 'world2' if source else 'pattern'}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', default='', help='weights (default: config/tracker.yaml)')
+    parser.add_argument('--seconds', type=float, default=20.0)
+    args = parser.parse_args()
+    sys.path[:0] = [str(ROOT / 'src' / 'ram_tracker')]
+    from ram_tracker.ros_env import isolated_ros_env
+    env = isolated_ros_env()
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID',
+                                           'FASTDDS_DEFAULT_PROFILES_FILE')})
+    results = {'machine': f'{platform.processor() or platform.machine()}, '
+                          f'{os.cpu_count()} cores', 'threads': 2, 'backend': 'torch',
+               'model': args.model or 'config/tracker.yaml default'}
+    for label, camera, model_input in CASES:
+        print(f'[bench node] {label} (model input {model_input[0]}x{model_input[1]}) ...',
+              flush=True)
+        results.update(measure(label, camera, model_input, args.model, args.seconds, env))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS / '.node.json.tmp'
+    tmp.write_text(json.dumps(results, indent=2) + '\n')
+    tmp.replace(RESULTS / 'node.json')
+    lines = ['## Tracker node (torch backend, 2 CPU threads)', '',
+             '| camera | model input | frames/s | node latency p50 (ms) | stamp-to-answer p50 (ms) |',
+             '|---|---|---|---|---|']
+    for label, _, _ in CASES:
+        lines.append(f'| {label} | {results[f"model_input_{label}"]} | '
+                     f'{results[f"fps_{label}_cpu"]} | {results[f"latency_ms_p50_{label}_cpu"]} | '
+                     f'{results[f"e2e_ms_p50_{label}_cpu"]} |')
+    lines += ['', f'Model: {results["model"]}. Measured by `make bench` (benchmarks/bench_node.py).']
+    (RESULTS / 'node.md').write_text('\n'.join(lines) + '\n')
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

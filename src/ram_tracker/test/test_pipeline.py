@@ -1,0 +1,93 @@
+"""Weights files, devices and the stream pipeline (model + Algorithm 1), without ROS."""
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ram_tracker import parameters
+from ram_tracker.checkpoint import WeightsError, load_weights, save_weights
+from ram_tracker.model import ModelConfig, build_model
+from ram_tracker.pipeline import TrackingPipeline, resolve_device
+
+TINY = ModelConfig(class_names=('car', 'pedestrian'), backbone_width=8, neck_channels=16,
+                   memory_channels=16, head_channels=16, embed_channels=16)
+
+
+def test_weights_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    path = save_weights(tmp_path / 'm.safetensors', model, {'name': 'tiny', 'input_size': [64, 32]})
+    loaded, info = load_weights(path)
+    assert info == {'name': 'tiny', 'input_size': [64, 32]}
+    assert loaded.cfg == model.cfg
+    x = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        a, _ = model.step(x, model.initial_state(1, 32, 64))
+        b, _ = loaded.step(x, loaded.initial_state(1, 32, 64))
+    for key in ('hm', 'wh', 'embed'):
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert not list(tmp_path.glob('*.tmp'))                 # atomic write left no temp file
+
+
+def test_bad_weights_files_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.safetensors'):
+        load_weights(tmp_path / 'nope.safetensors')
+    corrupt = tmp_path / 'corrupt.safetensors'
+    corrupt.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": garbage')
+    with pytest.raises(WeightsError, match='corrupt.safetensors'):
+        load_weights(corrupt)
+    foreign = tmp_path / 'foreign.safetensors'
+    save_file({'w': torch.zeros(2)}, str(foreign))
+    with pytest.raises(WeightsError, match='metadata format'):
+        load_weights(foreign)
+    mismatched = tmp_path / 'mismatched.safetensors'
+    model = build_model(TINY)
+    save_weights(mismatched, model)
+    # same file, but claiming a different architecture
+    from safetensors.torch import load_file
+    import json
+    tensors = load_file(str(mismatched))
+    config = dict(TINY.to_dict(), neck_channels=32)
+    save_file(tensors, str(mismatched), metadata={'format': 'ram-ros-weights/1',
+                                                  'model_config': json.dumps(config)})
+    with pytest.raises(WeightsError, match='do not match'):
+        load_weights(mismatched)
+
+
+def test_device_resolution():
+    assert resolve_device('cpu').type == 'cpu'
+    assert resolve_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            resolve_device('cuda:0')
+
+
+def _pipeline(tmp_path, **overrides):
+    torch.manual_seed(0)
+    path = save_weights(tmp_path / 'tiny.safetensors', build_model(TINY))
+    params = parameters.validate({'model_path': str(path), 'device': 'cpu', 'input_width': 64,
+                                  'input_height': 32, 'num_threads': 1, **overrides})
+    return TrackingPipeline.from_params(params)
+
+
+def test_pipeline_streams_and_restarts_on_new_resolution(tmp_path):
+    pipeline = _pipeline(tmp_path)
+    assert 'input 64x32' in pipeline.describe() and 'cpu' in pipeline.describe()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        result = pipeline.process(rng.integers(0, 255, (48, 96, 3), dtype=np.uint8))
+        assert result.tracks == []           # untrained: the heatmap prior is below threshold
+    assert pipeline.stream._state[0].abs().sum() > 0     # the GRU memory carries the stream
+    new_frame = rng.integers(0, 255, (60, 120, 3), dtype=np.uint8)
+    pipeline.process(new_frame)
+    # A new resolution is a new stream: the memory equals that of a pipeline that saw only
+    # this frame.
+    fresh = _pipeline(tmp_path)
+    fresh.process(new_frame)
+    torch.testing.assert_close(pipeline.stream._state[0], fresh.stream._state[0])
+    assert pipeline.stream._source_size == (120, 60)
+
+
+def test_inconsistent_thresholds_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match='det_threshold'):
+        _pipeline(tmp_path, detection_threshold=0.6, new_track_threshold=0.5)
