@@ -1,0 +1,178 @@
+"""Replay a bag's images into a live tracker node, one frame at a time, and record its answers.
+
+Lockstep: image i is published (its stored CDR bytes, so the header stamp is the recorded one),
+then the replayer waits for the node's `tracks` answer carrying that stamp before sending image
+i + 1. Every frame is processed, whatever the machine's speed, so results are comparable across
+machines and identical to the offline path on the same frames. A frame without an answer
+within `answer_timeout_s` is counted as missed and the replay goes on.
+
+Recorded (rosbag2, raw CDR as received): the node's outputs (tracks, belief, belief_grid,
+markers, and debug_image when asked) plus the input bag's ground-truth tracks and camera info, so
+the output bag alone is enough to score and to look at.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ram_training.data import rosbag_io
+
+NODE_OUTPUTS = {
+    'tracks': 'ram_msgs/msg/TrackedObjectArray',
+    'belief': 'ram_msgs/msg/BeliefArray',
+    'belief_grid': 'nav_msgs/msg/OccupancyGrid',
+    'markers': 'visualization_msgs/msg/MarkerArray',
+    'debug_image': 'sensor_msgs/msg/Image',
+}
+
+
+@dataclass
+class ReplayConfig:
+    image_topic: str = '/camera/image_raw'          # in the input bag
+    copy_topics: tuple = ('/ground_truth/tracks', '/camera/camera_info')
+    node_namespace: str = ''                        # where the node's topics live
+    node_image_topic: str = 'image'                 # what the node subscribes to
+    record: tuple = ('tracks', 'belief', 'belief_grid', 'markers')
+    answer_timeout_s: float = 30.0
+    discovery_timeout_s: float = 120.0              # node start-up includes loading the model
+    storage: str = 'mcap'
+    max_frames: int | None = None
+
+
+@dataclass
+class ReplayResult:
+    frames: int = 0
+    answered: int = 0
+    missed_stamps: list = field(default_factory=list)
+    seconds: float = 0.0
+    node_fps: float = 0.0
+    out_bag: str = ''
+
+
+def _topic(namespace: str, name: str) -> str:
+    return f'/{namespace.strip("/")}/{name}' if namespace.strip('/') else f'/{name}'
+
+
+def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log=print,
+                     on_answer=None) -> ReplayResult:
+    """See the module docstring. `on_answer(index, tracks_msg)` is called for every answer.
+    rclpy must not be initialised by the caller (this function owns its context)."""
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')  # never leave loopback
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from sensor_msgs.msg import Image
+
+    from ram_msgs.msg import TrackedObjectArray
+    from ram_training.data.player import message_class
+
+    typestore = rosbag_io.make_typestore()
+    in_topics = rosbag_io.topics_of(in_bag)
+    if config.image_topic not in in_topics:
+        raise ValueError(f'{in_bag}: no topic {config.image_topic} (has: {", ".join(in_topics)})')
+    out_bag = Path(out_bag)
+    staging = out_bag.parent / f'.{out_bag.name}.partial{os.getpid()}'
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('ram_replay', context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    result = ReplayResult(out_bag=str(out_bag))
+    answers: dict[int, object] = {}
+    writer = Writer(staging / out_bag.name, version=9, storage_plugin=plugins[config.storage])
+    writer.open()
+    try:
+        connections = {}
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for name in config.record:
+            topic = _topic(config.node_namespace, name)
+            msgtype = NODE_OUTPUTS[name]
+            connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
+            qos = QoSProfile(depth=5) if name == 'debug_image' else reliable
+
+            def on_raw(raw, topic=topic, name=name):
+                now = node.get_clock().now().nanoseconds
+                writer.write(connections[topic], now, raw)
+                if name == 'tracks':
+                    msg = deserialize_message(raw, TrackedObjectArray)
+                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                    answers[stamp] = msg
+            node.create_subscription(message_class(msgtype), topic, on_raw, qos, raw=True)
+        for topic in config.copy_topics:
+            if topic in in_topics:
+                connections[topic] = writer.add_connection(topic, in_topics[topic][0],
+                                                           typestore=typestore)
+        image_pub = node.create_publisher(
+            Image, _topic(config.node_namespace, config.node_image_topic), reliable)
+        tracks_topic = _topic(config.node_namespace, 'tracks')
+        deadline = time.monotonic() + config.discovery_timeout_s
+        while image_pub.get_subscription_count() == 0 or \
+                node.count_publishers(tracks_topic) == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
+                                   f'after {config.discovery_timeout_s:.0f} s')
+            executor.spin_once(timeout_sec=0.05)
+        started = time.monotonic()
+        first_answer = last_answer = None
+        for topic, msgtype, log_time, raw in rosbag_io.iterate_raw(in_bag):
+            if topic in config.copy_topics and topic in connections:
+                writer.write(connections[topic], log_time, raw)
+                continue
+            if topic != config.image_topic:
+                continue
+            if config.max_frames is not None and result.frames >= config.max_frames:
+                break
+            stamp = _stamp_of_image(raw)
+            image_pub.publish(raw)
+            result.frames += 1
+            wait_until = time.monotonic() + config.answer_timeout_s
+            while stamp not in answers and time.monotonic() < wait_until:
+                executor.spin_once(timeout_sec=0.01)
+            if stamp in answers:
+                result.answered += 1
+                last_answer = time.monotonic()
+                first_answer = first_answer or last_answer
+                if on_answer:
+                    on_answer(result.frames - 1, answers[stamp])
+                answers.pop(stamp)
+            else:
+                result.missed_stamps.append(stamp)
+                log(f'[replay] no answer for frame {result.frames - 1} (stamp {stamp})')
+            if result.frames % 50 == 0:
+                log(f'[replay] {result.frames} frames, '
+                    f'{result.frames / (time.monotonic() - started):.1f} frames/s')
+        # let the last outputs (belief etc.) arrive
+        settle = time.monotonic() + 0.5
+        while time.monotonic() < settle:
+            executor.spin_once(timeout_sec=0.05)
+        result.seconds = time.monotonic() - started
+        if result.answered > 1 and last_answer > first_answer:
+            result.node_fps = (result.answered - 1) / (last_answer - first_answer)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        writer.close()
+    if out_bag.exists():
+        shutil.rmtree(out_bag)
+    os.replace(staging / out_bag.name, out_bag)
+    staging.rmdir()
+    return result
+
+
+def _stamp_of_image(raw: bytes) -> int:
+    """Header stamp of a CDR-serialised sensor_msgs/Image without decoding its pixels: after
+    the 4-byte encapsulation header come int32 sec and uint32 nanosec."""
+    import struct
+    order = '<' if raw[1] & 1 else '>'          # CDR_LE = 0x0001, CDR_BE = 0x0000
+    sec, nanosec = struct.unpack_from(order + 'iI', raw, 4)
+    return sec * 1_000_000_000 + nanosec
