@@ -1,0 +1,208 @@
+"""Smoke training: a tiny model on a tiny generated World 1 for a few steps.
+
+Loss falls; kill + --resume ends bit-identical to an uninterrupted run; a crash while saving
+leaves the previous checkpoint readable; the exported safetensors loads in the tracker's loader;
+each paper variant runs; the occluded-localisation metric matches the toy test's reference.
+"""
+import csv
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ram_tracker.checkpoint import load_weights
+from ram_training import train
+from ram_training.occlusion_metric import occluded_localisation
+from ram_training.train_config import from_dict, load_config
+
+TINY_MODEL = dict(class_names=["target", "cube", "sphere", "cylinder", "cone"], backbone_width=8, neck_channels=16,
+                  memory_channels=16, head_channels=16, embed_channels=16, embed_pool="none", walk_radius=0.1)
+
+
+@pytest.fixture(scope="module")
+def world1(tmp_path_factory) -> Path:
+    from ram_training.data import world_lacater as w1
+    root = tmp_path_factory.mktemp("world1")
+    spec = w1.World1DatasetSpec(config=w1.World1Config(width=64, height=64, num_frames=48),
+                                counts={"train": 2, "val": 1, "test": 0}, base_seed=3)
+    w1.generate_dataset(root, spec, workers=1)
+    return root
+
+
+def write_config(tmp_path, world1, name="tiny", **sections) -> Path:
+    raw = {"data": dict(kind="world1", root=str(world1), train_split="train", val_split="val", clip_length=4,
+                        image_size=[64, 64], batch_size=2, workers=0, val_clips=2, val_batch_size=2),
+           "model": dict(TINY_MODEL),
+           "loss": dict(overlap=False, overlap_weight=0.0),
+           "optim": dict(lr=3e-3),
+           "train": dict(name=name, out_dir=str(tmp_path / "runs"), steps=6, log_interval=1, val_interval=0,
+                         checkpoint_interval=3, threads=1, progress=False)}
+    for section, values in sections.items():
+        raw[section].update(values)
+    path = tmp_path / f"train_{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def read_metrics(run_dir: Path) -> list:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def losses_of(rows) -> list:
+    return [float(r["total"]) for r in rows if r["total"]]
+
+
+def test_smoke_training_loss_falls_and_exports(tmp_path, world1):
+    path = write_config(tmp_path, world1, "smoke", train=dict(steps=16, checkpoint_interval=8))
+    assert train.main(["--config", str(path)]) == 0
+    run = tmp_path / "runs" / "smoke"
+    rows = read_metrics(run)
+    losses = losses_of(rows)
+    assert len(losses) == 16 and all(math.isfinite(x) for x in losses)
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    print(f"\nsmoke: loss {first:.3f} -> {last:.3f}")
+    assert last < 0.8 * first
+    assert all(float(r["clips_per_s"]) > 0 for r in rows if r["clips_per_s"])
+    val = [r for r in rows if r["val_loss"]]                       # validation at the end
+    assert len(val) == 1 and val[0]["step"] == "16" and math.isfinite(float(val[0]["val_loss"]))
+    # the checkpoint loads safely (weights_only) and carries step, config, commit
+    state = train.load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 16 and state["config"]["train"]["name"] == "smoke" and state["commit"]
+    assert train.config_from_checkpoint(run / "checkpoint.pt") == load_config(path)
+    # the deployable export: the tracker's loader rebuilds the same model
+    model, info = load_weights(run / "model.safetensors")
+    assert info["steps"] == 16 and info["name"] == "smoke" and "val_loss" in info["val"]
+    assert tuple(model.cfg.class_names) == tuple(TINY_MODEL["class_names"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state["model"][k]), k
+    # a fresh start refuses to overwrite the run
+    assert train.main(["--config", str(path)]) == 2
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path, world1, monkeypatch):
+    straight = write_config(tmp_path, world1, "straight")
+    assert train.main(["--config", str(straight)]) == 0
+
+    killed = write_config(tmp_path, world1, "killed")
+    real_lr_at = train.lr_at
+
+    def dies_at_step_4(step, cfg):
+        if step == 4:                                  # 4 steps done, last checkpoint at 3
+            raise KeyboardInterrupt("killed")
+        return real_lr_at(step, cfg)
+
+    monkeypatch.setattr(train, "lr_at", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", str(killed)])
+    monkeypatch.setattr(train, "lr_at", real_lr_at)
+    run = tmp_path / "runs" / "killed"
+    assert train.load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    assert len(read_metrics(run)) == 4 and not (run / "model.safetensors").exists()
+
+    # a resume with a config that changes the run is refused; steps may change
+    assert train.main(["--config", str(killed), "optim.lr=1.0e-3", "--resume"]) == 2
+    assert train.main(["--config", str(killed), "--resume"]) == 0
+
+    a = train.load_checkpoint(tmp_path / "runs" / "straight" / "checkpoint.pt")
+    b = train.load_checkpoint(run / "checkpoint.pt")
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the log of the resumed run is the log of the straight run (the killed step-4 row dropped)
+    rows_a, rows_b = read_metrics(tmp_path / "runs" / "straight"), read_metrics(run)
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a]
+    assert losses_of(rows_b) == losses_of(rows_a)
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "checkpoint.pt"
+    good = {"format": train.CHECKPOINT_FORMAT, "step": 1, "model": {"w": torch.ones(3)}}
+    train.save_checkpoint(path, good)
+
+    def crashing_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        train.save_checkpoint(path, {**good, "step": 2})
+    monkeypatch.undo()
+    state = train.load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]      # no temp file left
+
+
+class _NotATensor:
+    pass
+
+
+def test_checkpoint_loading_is_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": train.CHECKPOINT_FORMAT, "step": 0, "payload": _NotATensor()}, path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        train.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("variant", [
+    dict(loss=dict(variant="no_walk")),
+    dict(loss=dict(variant="supervised_invisible")),
+    dict(model=dict(walk_local=False), loss=dict(label_smoothing=False, overlap=True, overlap_weight=50.0),
+         optim=dict(freeze_backbone=True, schedule="step", drop_steps=[1], accum_steps=2, grad_clip=1.0)),
+], ids=["no_walk", "supervised_invisible", "global_nosmooth_overlap_frozen"])
+def test_variants_train(tmp_path, world1, variant):
+    path = write_config(tmp_path, world1, "variant", train=dict(steps=2, checkpoint_interval=0),
+                        data=dict(val_clips=0), **variant)
+    assert train.main(["--config", str(path)]) == 0
+    state = train.load_checkpoint(tmp_path / "runs" / "variant" / "checkpoint.pt")
+    cfg = train.config_from_checkpoint(tmp_path / "runs" / "variant" / "checkpoint.pt")
+    if cfg.optim.freeze_backbone:            # the frozen backbone did not move
+        import ram_tracker.model as m
+        torch.manual_seed(cfg.train.seed)
+        init = m.build_model(cfg.model).state_dict()
+        assert all(torch.equal(init[k], v) for k, v in state["model"].items() if k.startswith("backbone."))
+        assert not all(torch.equal(init[k], v) for k, v in state["model"].items() if k.startswith("heads."))
+    rows = read_metrics(tmp_path / "runs" / "variant")
+    assert all(math.isfinite(x) for x in losses_of(rows))
+    if cfg.loss.variant != "ram":
+        assert all(float(r["ram"]) == 0.0 for r in rows)
+
+
+def test_lr_schedules():
+    base = {"train": {"steps": 100}}
+    cfg = from_dict({**base, "optim": {"lr": 1.0, "schedule": "step", "drop_steps": [10, 50], "drop_factor": 0.1}})
+    assert [train.lr_at(s, cfg) for s in (0, 9, 10, 49, 50, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    cfg = from_dict({**base, "optim": {"lr": 1.0, "schedule": "cosine", "warmup_steps": 10, "min_lr_factor": 0.1}})
+    assert train.lr_at(0, cfg) == pytest.approx(0.1) and train.lr_at(9, cfg) == pytest.approx(1.0)
+    assert train.lr_at(10, cfg) == pytest.approx(1.0) and train.lr_at(100, cfg) == pytest.approx(0.1)
+    cfg = from_dict({**base, "optim": {"lr": 0.5}})
+    assert {train.lr_at(s, cfg) for s in range(100)} == {0.5}
+
+
+def test_occlusion_metric_matches_the_toy_reference():
+    """The trainer's metric equals the per-object loop of test_toy_permanence.occlusion_errors."""
+    spec = importlib.util.spec_from_file_location("toy", Path(__file__).with_name("test_toy_permanence.py"))
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    from ram_tracker.model import ModelConfig, build_model
+    from ram_training.losses import LossConfig
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(class_names=("blob",), backbone_width=8, neck_channels=16, memory_channels=16,
+                                    head_channels=16, embed_channels=16, embed_pool="none")).eval()
+    clip = toy.make_clips(6, torch.Generator().manual_seed(5))
+    cfg = LossConfig(variant="ram", overlap=False)
+    ref_walker, ref_last = toy.occlusion_errors(model, clip, cfg)
+    model.eval()
+    with torch.no_grad():
+        embed = model(clip["images"])["embed"]
+    grid = model.node_grid(toy.H, toy.W)
+    errors = occluded_localisation(embed, clip, grid, cfg.walk_tau, cfg.walk_radius_cells(grid.height),
+                                   cfg.vis_ignore, cfg.vis_no_label)
+    assert errors.count > 0
+    assert errors.walker_px == pytest.approx(ref_walker, rel=1e-5)
+    assert errors.last_seen_px == pytest.approx(ref_last, rel=1e-5)

@@ -1,0 +1,136 @@
+"""Training config: every key and type validated, overrides, the shipped config files."""
+from pathlib import Path
+
+import pytest
+
+from ram_training import train
+from ram_training.train_config import ConfigError, TrainConfig, from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = sorted((REPO / "config").glob("train_*.yaml"))
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "train_test.yaml"
+    path.write_text(text)
+    return path
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    return str(info.value)
+
+
+def test_shipped_configs_exist():
+    names = {p.stem for p in CONFIGS}
+    assert {"train_world1", "train_world1_nowalk", "train_world2", "train_kitti"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.train.name == path.stem[len("train_"):]
+    w, h = cfg.data.image_size
+    assert w % 32 == 0 and h % 32 == 0
+    assert cfg.optim.lr > 0 and cfg.train.steps > 0
+    # the loss walks like the deployed model walks
+    for key in ("walk_local", "walk_radius", "walk_tau"):
+        assert getattr(cfg.loss, key) == getattr(cfg.model, key)
+
+
+def test_world1_pair_differs_only_in_the_variant():
+    a = load_config(REPO / "config/train_world1.yaml").to_dict()
+    b = load_config(REPO / "config/train_world1_nowalk.yaml").to_dict()
+    diff = {k for k, _, _ in train.config_differences(a, b)}
+    assert diff == {"loss.variant", "train.name"}, diff
+
+
+def test_defaults_and_types():
+    cfg = from_dict({})
+    assert cfg.optim.lr == 1.25e-4 and cfg.loss.variant == "ram"
+    cfg = from_dict({"optim": {"lr": 1}, "data": {"image_size": [64, 32]}, "model": {"class_names": ["a", "b"]}})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.data.image_size == (64, 32) and cfg.model.class_names == ("a", "b")
+    assert from_dict({"optim": {"lr": "1e-4"}}).optim.lr == 1e-4          # PyYAML reads 1e-4 as a string
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"optim": {"lr": "fast"}}, "optim.lr: expected float, got str 'fast'"),
+    ({"optim": {"lrr": 0.1}}, "optim.lrr: unknown key"),
+    ({"optimizer": {}}, "optimizer: unknown section"),
+    ({"train": {"steps": 1.5}}, "train.steps: expected int, got float"),
+    ({"train": {"steps": True}}, "train.steps: expected int, got bool"),
+    ({"train": {"amp": "yes"}}, "train.amp: expected bool, got str"),
+    ({"data": {"image_size": [320]}}, "data.image_size: expected list of 2 (int, int), got a list of 1"),
+    ({"data": {"image_size": [320, 200]}}, "data.image_size: width and height must be positive multiples of 32"),
+    ({"data": {"strides": [1, "two"]}}, "data.strides[1]: expected int, got str"),
+    ({"data": {"kind": "coco"}}, "data.kind: 'coco' is not one of world1, world2, kitti"),
+    ({"data": {"clip_length": 1}}, "data.clip_length: must be >= 2"),
+    ({"model": {"backbone_width": "wide"}}, "model.backbone_width: expected int, got str"),
+    ({"model": {"extra_heads": {"wh": "two"}}}, "model.extra_heads.wh: expected int, got str"),
+    ({"model": {"embed_pool_stride": "x"}}, "model.embed_pool_stride: expected int or null, got str"),
+    ({"model": {"backbone": "vgg"}}, "model.backbone: 'vgg' is not one of resnet18, dla34"),
+    ({"loss": {"variant": "permatrack"}}, "loss.variant: 'permatrack' is not one of"),
+    ({"loss": {"walk_radius": 0.3}}, "loss.walk_radius: 0.3 disagrees with model.walk_radius"),
+    ({"optim": {"schedule": "step"}}, "optim.drop_steps: the step schedule needs at least one drop step"),
+    ({"optim": {"schedule": "linear"}}, "optim.schedule: 'linear' is not one of constant, step, cosine"),
+    ({"optim": {"accum_steps": 3}, "data": {"batch_size": 4}}, "data.batch_size: 4 is not divisible"),
+    ({"train": {"device": "tpu"}}, "train.device: 'tpu' is not one of auto, cpu, cuda"),
+    ({"data": {"kind": "world2", "classes": ["Car"]}}, "data.classes: 1 label types"),
+    ({"data": {"kind": "world2", "train_split": "train"}}, "data.train_split: 'train' is not one of full"),
+    ({"data": {"kind": "world1", "train_split": "train", "val_split": "val"}}, "model.class_names: World 1 has 5 classes"),
+    ({"data": {"kind": "world1", "train_split": "train_half"}, "model": {"class_names": list("abcde")}},
+     "data.train_split: 'train_half' is not one of train, val, test"),
+    ({"train": "fast"}, "train: expected a mapping of keys, got str"),
+])
+def test_errors_name_the_key(raw, message):
+    assert message in error_of(raw)
+
+
+def test_loss_walk_settings_follow_the_model():
+    cfg = from_dict({"model": {"walk_local": False, "walk_radius": 0.1}})
+    assert cfg.loss.walk_local is False and cfg.loss.walk_radius == 0.1
+    cfg = from_dict({"model": {"walk_radius": 0.1}, "loss": {"walk_radius": 0.1}})
+    assert cfg.loss.walk_radius == 0.1
+
+
+def test_overrides(tmp_path):
+    path = write(tmp_path, "optim:\n  lr: 1.0e-3\ntrain:\n  steps: 10\n")
+    cfg = load_config(path, ["optim.lr=3e-4", "train.steps=20", "data.image_size=[64, 32]",
+                             "model.class_names=[a, b]", "loss.variant=no_walk", "optim.freeze_backbone=true"])
+    assert cfg.optim.lr == 3e-4 and cfg.train.steps == 20 and cfg.data.image_size == (64, 32)
+    assert cfg.model.class_names == ("a", "b") and cfg.loss.variant == "no_walk" and cfg.optim.freeze_backbone
+    assert cfg.train.name == "test"                          # train_test.yaml -> "test"
+    for bad, message in [("optim.lr", "expected section.key=value"), ("lr=1", "the key must be section.key"),
+                         ("foo.lr=1", "foo: unknown section"), ("optim.lr=[1", "not valid YAML"),
+                         ("optim.nope=1", "optim.nope: unknown key"), ("train.steps=ten", "train.steps: expected int")]:
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+            load_config(path, [bad])
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "data: [\n"))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_cli_reports_config_errors_before_any_work(tmp_path, capsys):
+    path = write(tmp_path, f"optim:\n  lr: fast\ntrain:\n  out_dir: {tmp_path / 'runs'}\n")
+    assert train.main(["--config", str(path)]) == 2
+    assert "optim.lr: expected float, got str 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    path = write(tmp_path, "optim:\n  lr: 2.0e-4\n")
+    assert train.main(["--config", str(path), "train.steps=7", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.0002" in out and "steps: 7" in out
+
+
+def test_round_trip_through_plain_dict():
+    cfg = from_dict({"model": {"walk_local": False}, "optim": {"schedule": "step", "drop_steps": [5]}})
+    again = from_dict(cfg.to_dict())
+    assert again == cfg
