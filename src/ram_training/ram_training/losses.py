@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ram_tracker import walk
+from ram_tracker.model import OUTPUT_STRIDE
 
 from .targets import gaussian_maps
 
@@ -178,7 +179,8 @@ def compute_losses(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Te
     ind = targets["ind"]
     losses = {
         "hm": focal_heatmap_loss(outputs["hm"], targets["hm"], targets["hm_weight"]),
-        "wh": l1_at(outputs["wh"], ind, targets["wh"], targets["reg_mask"]),
+        # wh is in input pixels; the L1 is taken in stride-4 cells to keep CenterNet's scale for wh_weight
+        "wh": l1_at(outputs["wh"] / OUTPUT_STRIDE, ind, targets["wh"] / OUTPUT_STRIDE, targets["reg_mask"]),
         "reg": l1_at(outputs["reg"], ind, targets["reg"], targets["reg_mask"]),
         "tracking": l1_at(outputs["tracking"], ind, targets["tracking"], targets["tracking_mask"]),
         "visibility": visibility_loss(outputs["visibility"], ind, targets["vis_target"], targets["vis_mask"]),

@@ -156,7 +156,8 @@ def build_targets(clip: Dict[str, torch.Tensor], num_classes: int, node_grid: No
     return {
         "hm": hm, "hm_weight": hm_weight,
         "ind": ind, "reg_mask": labelled,
-        "wh": torch.stack([bw, bh], -1), "reg": centre - centre_int.float(),
+        "wh": torch.stack([bw, bh], -1) * output_stride,          # box size in input pixels (the head's unit)
+        "reg": centre - centre_int.float(),
         "tracking": prev_centre - centre_int.float(), "tracking_mask": labelled & prev_labelled,
         "vis_target": vis_target, "vis_mask": vis_mask,
         "node": node, "node_radius": node_radius, "walk_start": start, "walk_valid": walk_valid,

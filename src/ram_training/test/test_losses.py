@@ -41,7 +41,7 @@ def test_detection_targets_and_label_hygiene():
     assert tg["hm"][0, 0, 1, 5, 4] == 1 and tg["hm"][0, 0, 0].max() == 0
     assert tg["ind"][0, 0, 0] == 5 * 16 + 4
     assert torch.allclose(tg["reg"][0, 0, 0], torch.tensor([0.5, 0.5]))
-    assert torch.allclose(tg["wh"][0, 0, 0], torch.tensor([2.0, 2.0]))
+    assert torch.allclose(tg["wh"][0, 0, 0], torch.tensor([8.0, 8.0]))             # input pixels
     # 0.05 < visibility <= 0.15: ignore region, no regression label; invisible: nothing in RAM
     assert tg["hm_weight"][0, 0, 0, 10, 12] == 0 and tg["hm_weight"][0, 0, 1, 10, 12] == 1
     assert tg["reg_mask"][0, 0].tolist() == [True, False, False]
