@@ -124,6 +124,11 @@ def test_kitti_protocol_classes_dontcare_and_files(mot, tmp_path):
     assert r["pedestrian"]["HOTA"] == 100.0 and r["pedestrian"]["GT_Dets"] == N
 
 
+def test_frames_past_the_sequence_end_are_an_error(mot):
+    with pytest.raises(ValueError, match="length"):
+        mot.evaluate_kitti({"0000": two_car_gt()}, {"0000": {N: [(5, "car", *A, 0.9)]}}, num_frames={"0000": N})
+
+
 def test_tud_reference_values(mot):
     """motmetrics 1.4.0 ships TUD-Campus / TUD-Stadtmitte ground truth + tracker output; both
     together have known values (trackeval and motmetrics agree on MOTA and IDF1)."""

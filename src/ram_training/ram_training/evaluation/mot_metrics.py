@@ -64,9 +64,14 @@ def _run(trackeval, dataset, metrics) -> dict:
               "PRINT_RESULTS": False, "PRINT_ONLY_COMBINED": True, "PRINT_CONFIG": False,
               "TIME_PROGRESS": False, "DISPLAY_LESS_PROGRESS": True, "OUTPUT_SUMMARY": False,
               "OUTPUT_EMPTY_CLASSES": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False}
-    with contextlib.redirect_stdout(io.StringIO()):
+    # trackeval prints progress to stdout and, on an error, a traceback to stderr before
+    # raising: both are captured; the exception itself carries the message.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         evaluator = trackeval.Evaluator(config)
-        output, messages = evaluator.evaluate([dataset], metrics)
+        try:
+            output, messages = evaluator.evaluate([dataset], metrics)
+        except trackeval.utils.TrackEvalException as err:
+            raise ValueError(f"trackeval: {err}") from err
     name = dataset.get_name()
     (tracker, res), = output[name].items()
     if res is None:
@@ -136,6 +141,8 @@ def evaluate_kitti(gt: Mapping[str, object], predictions: Mapping[str, object],
             length = (num_frames or {}).get(seq)
             if length is None:
                 length = max([r.frame for r in rows] + [last_pred]) + 1
+            elif max([r.frame for r in rows] + [last_pred]) >= length:
+                raise ValueError(f"sequence {seq}: labels or predictions at frames >= its length {length}")
             seqmap.append(f"{seq} empty 000000 {int(length):06d}\n")
         unknown = set(predictions) - set(gt)
         if unknown:
