@@ -5,6 +5,7 @@ Label hygiene (RAM_NOTES.md, the official loader):
   * vis_no_label < visibility <= vis_ignore (0.15): an ignore region (heatmap weight 0 inside the
     box, no regression, neither a walk target nor an "occluded" frame);
   * visibility > vis_ignore: a full label ("visible" below);
+  * the clip's optional `ignore_boxes` / `ignore_valid` (dataset ignore regions): heatmap weight 0;
   * walkers whose start is within one node of another visible object's node are skipped;
   * tracks that move farther than the walk window can reach between two visible frames are
     dropped from the walk loss (the walker cannot follow them).
@@ -99,6 +100,14 @@ def build_targets(clip: Dict[str, torch.Tensor], num_classes: int, node_grid: No
         if supervised_invisible:
             heavy = ((g > 0) & (invisible & of_c)[..., None, None]).any(2) if K else ignore_c
             hm_weight[:, :, c] = torch.where(heavy, cfg.invisible_hm_weight, hm_weight[:, :, c])
+
+    if "ignore_boxes" in clip and clip["ignore_boxes"].shape[2] > 0:
+        # dataset ignore regions (KITTI DontCare, ignored types): no negatives there, any class
+        ib = clip["ignore_boxes"] / output_stride                              # (B,T,R,4) in cells
+        region = ((xs >= ib[..., 0].floor()[..., None, None]) & (xs <= ib[..., 2].ceil()[..., None, None])
+                  & (ys >= ib[..., 1].floor()[..., None, None]) & (ys <= ib[..., 3].ceil()[..., None, None]))
+        region = (region & clip["ignore_valid"][..., None, None]).any(2)        # (B,T,h,w)
+        hm_weight = torch.where(region.unsqueeze(2) & (hm < 1), torch.zeros_like(hm_weight), hm_weight)
 
     ind = centre_int[..., 1] * w + centre_int[..., 0]                           # (B,T,K)
     prev_labelled = torch.zeros_like(labelled)

@@ -45,6 +45,11 @@ def test_detection_targets_and_label_hygiene():
     # 0.05 < visibility <= 0.15: ignore region, no regression label; invisible: nothing in RAM
     assert tg["hm_weight"][0, 0, 0, 10, 12] == 0 and tg["hm_weight"][0, 0, 1, 10, 12] == 1
     assert tg["reg_mask"][0, 0].tolist() == [True, False, False]
+    # dataset ignore regions (KITTI DontCare): no heatmap loss inside, any class
+    clip["ignore_boxes"] = torch.tensor([[[[40.0, 40.0, 60.0, 60.0], [0, 0, 0, 0]]]])
+    clip["ignore_valid"] = torch.tensor([[[True, False]]])
+    tg = build_targets(clip, 2, GRID, LossConfig())
+    assert (tg["hm_weight"][0, 0, :, 12, 12] == 0).all() and (tg["hm_weight"][0, 0, :, 2, 2] == 1).all()
     # supervised-invisible baseline: the hidden object becomes a heavy positive
     tg = build_targets(clip, 2, GRID, LossConfig(variant="supervised_invisible"))
     assert tg["hm"][0, 0, 0, 2, 10] == 1 and tg["hm_weight"][0, 0, 0, 2, 10] == 20
