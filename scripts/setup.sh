@@ -26,7 +26,7 @@ fi
 
 say() { printf '[setup] %s\n' "$*"; }
 
-req_files=(requirements.in requirements.lock)
+req_files=(requirements.in requirements-nodeps.in requirements.lock)
 [ "$mode" = wheels ] && req_files+=(requirements-ros.in)
 stamp_value="$mode $(cat "${req_files[@]}" | sha256sum | cut -c1-16)"
 stamp_file=$VENV/.ram_ros_setup_stamp
@@ -43,6 +43,7 @@ if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp_value" ]; then
   pip_args=(-q --disable-pip-version-check -r requirements.in -c requirements.lock)
   [ "$mode" = wheels ] && pip_args+=(-r requirements-ros.in)
   "$VENV/bin/python" -m pip install "${pip_args[@]}"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.in
   if [ "$mode" = wheels ]; then
     # The wheels' CMake export files name their build machine's Python and numpy include
     # dirs; a msg package fails with "includes non-existent path" until they are rewritten.
@@ -51,7 +52,8 @@ if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp_value" ]; then
     grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
       | xargs -0 -r sed -i \
           -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#${np_inc}#g" \
-          -e "s#/opt/python/cp311-cp311/include/python3.11#${py_inc}#g"
+          -e "s#/opt/python/cp311-cp311/include/python3.11#${py_inc}#g" \
+      || true   # nothing left to rewrite (already done): grep exits 1
   fi
   echo "$stamp_value" > "$stamp_file"
 else
