@@ -1,6 +1,6 @@
 """`ram-data`: generate the synthetic worlds, convert KITTI sequences to rosbag2, play bags.
 
-  ram-data world1 data/world1 [--moving] [--train 240 --val 40 --test 40] [--frames none|png|jpg]
+  ram-data world1 data/world1 [--moving] [--train 200 --val 30 --test 30] [--frames none|png|jpg]
   ram-data world2 data/world2 [--sequences 21] [--width 1242 --height 375]
   ram-data stats data/world2            (KITTI layout: types, occlusion levels, label gaps)
   ram-data stats data/world1            (World 1: states and occlusion lengths)
@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -126,18 +125,21 @@ def cmd_play(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import world_lacater as w1
+    from . import world_street as w2
     parser = argparse.ArgumentParser(prog="ram-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("world1", help="generate the LA-CATER-like permanence benchmark")
     p.add_argument("out")
-    p.add_argument("--train", type=int, default=240)
-    p.add_argument("--val", type=int, default=40)
-    p.add_argument("--test", type=int, default=40)
-    p.add_argument("--num-frames", type=int, default=300)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    w1_counts, w1_cfg = w1.World1DatasetSpec().counts, w1.World1Config()
+    p.add_argument("--train", type=int, default=w1_counts["train"])
+    p.add_argument("--val", type=int, default=w1_counts["val"])
+    p.add_argument("--test", type=int, default=w1_counts["test"])
+    p.add_argument("--num-frames", type=int, default=w1_cfg.num_frames)
+    p.add_argument("--width", type=int, default=w1_cfg.width)
+    p.add_argument("--height", type=int, default=w1_cfg.height)
     p.add_argument("--moving", action="store_true", help="moving camera (LA-CATER-Moving)")
     p.add_argument("--frames", choices=["none", "png", "jpg"], default="none",
                    help="also write frame images (default: re-rendered from the scene script on load)")
@@ -147,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("world2", help="generate the KITTI-like street benchmark (KITTI tracking layout)")
     p.add_argument("out")
-    p.add_argument("--sequences", type=int, default=21)
-    p.add_argument("--min-frames", type=int, default=80)
-    p.add_argument("--max-frames", type=int, default=200)
-    p.add_argument("--width", type=int, default=1242)
-    p.add_argument("--height", type=int, default=375)
+    w2_cfg = w2.World2Config()
+    p.add_argument("--sequences", type=int, default=w2.World2DatasetSpec().num_sequences)
+    p.add_argument("--min-frames", type=int, default=w2_cfg.min_frames)
+    p.add_argument("--max-frames", type=int, default=w2_cfg.max_frames)
+    p.add_argument("--width", type=int, default=w2_cfg.width, help="smaller sizes scale the KITTI camera")
+    p.add_argument("--height", type=int, default=w2_cfg.height)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=cmd_world2)

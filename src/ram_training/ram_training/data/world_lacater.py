@@ -519,7 +519,8 @@ class World1DatasetSpec:
     """What `generate_dataset` produces: videos per split, one shared config and base seed."""
 
     config: World1Config = field(default_factory=World1Config)
-    counts: dict = field(default_factory=lambda: {"train": 240, "val": 40, "test": 40})
+    # about 4 minutes of 2 free cores for all splits (benchmarks/results/data.md)
+    counts: dict = field(default_factory=lambda: {"train": 200, "val": 30, "test": 30})
     base_seed: int = 0
 
 

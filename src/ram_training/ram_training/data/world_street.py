@@ -58,8 +58,8 @@ class World2Config:
     width: int = 1242
     height: int = 375
     fps: int = 10
-    min_frames: int = 100
-    max_frames: int = 300
+    min_frames: int = 80           # sequence lengths vary like KITTI's (which are 78-1059)
+    max_frames: int = 200
     moving_cars_per_100m: float = 5.0
     trucks_per_100m: float = 0.8
     pedestrians_per_100m: float = 6.0
