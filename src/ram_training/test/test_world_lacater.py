@@ -147,3 +147,13 @@ def test_moving_camera_moves_and_keeps_target_in_view():
 def test_occlusion_runs():
     s = np.array([0, 1, 1, 0, 2, 2, 3, 0, 1])
     assert w1.occlusion_runs(s) == [2, 3, 1]
+
+
+def test_cli_world1_and_stats(tmp_path, capsys):
+    from ram_training.data import cli
+    assert cli.main(["world1", str(tmp_path), "--train", "1", "--val", "1", "--test", "0", "--num-frames", "20",
+                     "--width", "64", "--height", "48", "--workers", "1", "--moving"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 40
+    assert cli.main(["stats", str(tmp_path)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["train"]["frames"] == 20 and stats["val"]["frames"] == 20 and stats["test"]["videos"] == 0

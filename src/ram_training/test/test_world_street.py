@@ -118,3 +118,21 @@ def test_street_has_all_classes_and_occlusion_levels(small_dataset):
         assert stats["rows_per_type"].get(kind, 0) > 0, kind
     levels = stats["rows_per_occluded_level"]
     assert levels["0"] > 0 and levels["1"] + levels["2"] > 0
+
+
+def test_cli_world2_stats_half_split_and_bag(tmp_path, capsys):
+    from ram_training.data import cli
+    out = tmp_path / "w2"
+    assert cli.main(["world2", str(out), "--sequences", "1", "--min-frames", "6", "--max-frames", "6",
+                     "--width", "124", "--height", "38", "--workers", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 6
+    assert cli.main(["stats", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 6
+    assert cli.main(["half-split", str(out), str(tmp_path / "val")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "val" / "evaluate_tracking.seqmap.val_half").read_text() == "0000 empty 000000 000003\n"
+    assert cli.main(["to-bag", str(out), "0000", str(tmp_path / "bag"), "--storage", "sqlite3"]) == 0
+    capsys.readouterr()
+    assert cli.main(["read-bag", str(tmp_path / "bag")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 6 and report["rate_hz"] == pytest.approx(10.0)
