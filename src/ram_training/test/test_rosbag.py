@@ -157,9 +157,9 @@ def test_replay_images_into_another_process(bag, tmp_path, mode):
     assert [(s, h) for s, h in ((i[0], i[2]) for i in images)] == bag_image_hashes(bag)
     assert received["infos"] == NUM_FRAMES
     if mode == "realtime":
-        # original timing: 12 frames at 10 Hz span 1.1 s
+        # original timing: 12 frames at 10 Hz span 1.1 s (loose upper bound: shared, loaded CPUs)
         arrival = [i[1] for i in images]
-        assert arrival[-1] - arrival[0] == pytest.approx(1.1, abs=0.15)
+        assert 0.95 <= arrival[-1] - arrival[0] <= 1.6
         assert report["seconds"] >= 1.05
 
 
