@@ -186,7 +186,9 @@ def compute_losses(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Te
         "visibility": visibility_loss(outputs["visibility"], ind, targets["vis_target"], targets["vis_mask"]),
     }
     if cfg.uses_walk:
-        losses.update(ram_losses(outputs["embed"], targets, cfg, grid))
+        # the walk multiplies probabilities over many frames: keep it in float32 even under autocast
+        with torch.autocast(device_type=outputs["embed"].device.type, enabled=False):
+            losses.update(ram_losses(outputs["embed"].float(), targets, cfg, grid))
     else:
         zero = outputs["embed"].sum() * 0.0
         losses.update(ram=zero, overlap=zero)
