@@ -74,6 +74,15 @@ def test_cone_over_target_is_contained_then_carried():
     assert ann.states.tolist() == [w1.CONTAINED, w1.CONTAINED, w1.CARRIED]
 
 
+def test_cone_settling_onto_target_is_contained_not_carried():
+    # the cone's last lowering step lands at the contained frame: vertical motion is not carrying
+    cone_path = np.array([[0.0, 0.05, 0.0], [0.0, 0.0, 0.0]])
+    target = ("sphere", w1.TARGET_RADIUS, 0.6, (0.0, 0.0, 0.0))
+    video = crafted_video([target, ("cone", 0.72, 1.35, cone_path)], contained_by=[-1, 1])
+    ann, _ = w1.annotate(video)
+    assert ann.states[1] == w1.CONTAINED
+
+
 def test_contained_relation_without_cover_is_not_reported_contained():
     # the relation says contained, but the pixels show the target: the rendering decides
     video = crafted_video([TARGET, ("cone", 0.72, 1.35, (2.0, 0.0, 0.0))], contained_by=[1, 1])

@@ -12,7 +12,7 @@ annotations measured while rendering it; frames are re-rendered bit-identically 
 Target state per frame, decided from the rendering:
 - visible:   the target's visible fraction (id-buffer pixels / own mask pixels) > threshold;
 - contained: not visible and a cone is resting over it (the scene's containment relation);
-- carried:   contained and the containing cone moved since the previous frame;
+- carried:   contained and the containing cone moved across the table since the previous frame;
 - occluded:  not visible otherwise (hidden behind other objects, or under a lifting cone).
 """
 from __future__ import annotations
@@ -412,7 +412,8 @@ def target_state(video: World1Video, t: int, target_visibility: float) -> int:
     container = int(video.contained_by[t])
     if container < 0:
         return OCCLUDED
-    if t > 0 and not np.array_equal(video.positions[t, container], video.positions[t - 1, container]):
+    # carried: the container travels over the table (not just settling down onto the target)
+    if t > 0 and not np.array_equal(video.positions[t, container, [0, 2]], video.positions[t - 1, container, [0, 2]]):
         return CARRIED
     return CONTAINED
 
