@@ -54,7 +54,7 @@ VAL_TERMS = ("val_loss", "val_ram", "val_occl_walker_px", "val_occl_last_seen_px
 CSV_COLUMNS = ("step", "lr") + LOSS_TERMS + ("grad_norm", "clips_per_s", "frames_per_s", "s_per_step") + VAL_TERMS
 # config keys that may change on --resume (the rest must match the checkpoint: same run)
 RESUME_MAY_CHANGE = {"train.steps", "train.log_interval", "train.val_interval", "train.checkpoint_interval",
-                     "train.progress", "train.threads", "train.device", "data.workers", "data.val_batch_size"}
+                     "train.progress", "train.threads", "train.device", "data.workers", "data.val_batch_size", "train.init_from"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,6 +353,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
     # --- model and optimiser ------------------------------------------------------------------
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
+    if cfg.train.init_from and not resume:
+        # fine-tuning (the paper's long-clip stage, PD -> KITTI): weights only, fresh optimiser
+        from ram_tracker.checkpoint import load_weights
+        init, init_info = load_weights(cfg.train.init_from)
+        if init.cfg.to_dict() != cfg.model.to_dict():
+            diff = ", ".join(k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict()))
+            print(f"ram-train: train.init_from {cfg.train.init_from}: its model config differs in {diff}", file=sys.stderr)
+            return 2
+        model.load_state_dict(init.state_dict())
+        if master:
+            print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
+                  f"{init_info.get('steps')} steps)", file=sys.stderr)
     if cfg.optim.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)

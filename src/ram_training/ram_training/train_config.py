@@ -91,6 +91,7 @@ class RunConfig:
     val_interval: int = 500               # 0: only at the end
     checkpoint_interval: int = 500        # 0: only at the end
     seed: int = 0
+    init_from: str = ""                   # model.safetensors of an earlier run to start from (fine-tuning); "" = random init
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = True                      # mixed precision on CUDA (ignored on CPU)
     amp_dtype: str = "bf16"               # bf16 | fp16 (fp16 uses a GradScaler)

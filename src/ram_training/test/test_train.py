@@ -173,6 +173,24 @@ def test_variants_train(tmp_path, world1, variant):
         assert all(float(r["ram"]) == 0.0 for r in rows)
 
 
+def test_long_clip_finetuning_from_exported_weights(tmp_path, world1):
+    """The paper's LA-CATER recipe: train, then fine-tune on longer clips with a frozen backbone."""
+    first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
+    assert train.main(["--config", str(first)]) == 0
+    weights = tmp_path / "runs" / "first" / "model.safetensors"
+    second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
+                          data=dict(val_clips=0, clip_length=8), optim=dict(freeze_backbone=True))
+    assert train.main(["--config", str(second)]) == 0
+    before, _ = load_weights(weights)
+    after, info = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
+    b, a = before.state_dict(), after.state_dict()
+    assert all(torch.equal(b[k], a[k]) for k in a if k.startswith("backbone."))   # BN statistics included
+    assert not all(torch.equal(b[k], a[k]) for k in a if k.startswith("memory."))
+    assert info["config"]["train"]["init_from"] == str(weights)
+    # a model config that does not match the weights is refused
+    assert train.main(["--config", str(second), "train.name=third", "model.head_channels=8"]) == 2
+
+
 def test_lr_schedules():
     base = {"train": {"steps": 100}}
     cfg = from_dict({**base, "optim": {"lr": 1.0, "schedule": "step", "drop_steps": [10, 50], "drop_factor": 0.1}})
