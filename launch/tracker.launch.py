@@ -18,7 +18,8 @@ from launch_ros.substitutions import FindPackageShare
 
 def _tracker(context):
     overrides = {}
-    for argument, parameter in (('model', 'model_path'), ('device', 'device')):
+    for argument, parameter in (('model', 'model_path'), ('device', 'device'),
+                                ('backend', 'backend')):
         value = LaunchConfiguration(argument).perform(context)
         if value:
             overrides[parameter] = value
@@ -49,6 +50,9 @@ def generate_launch_description():
                               description='Weights (.safetensors); empty: the params file value'),
         DeclareLaunchArgument('device', default_value='',
                               description='auto | cpu | cuda | cuda:N; empty: the params file value'),
+        DeclareLaunchArgument('backend', default_value='',
+                              description='auto | torch | onnxruntime | tensorrt; empty: the '
+                                          'params file value'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node and its topics'),
         DeclareLaunchArgument('rviz', default_value='false',

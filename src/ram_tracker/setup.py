@@ -30,6 +30,7 @@ setup(
             'tracker_node = ram_tracker.tracker_node:main',
             'image_publisher = ram_tracker.image_publisher_node:main',
             'track_monitor = ram_tracker.track_monitor_node:main',
+            'ram-export = ram_tracker.inference.export:main',
         ],
     },
 )

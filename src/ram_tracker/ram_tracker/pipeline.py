@@ -16,6 +16,8 @@ import torch
 
 from ram_tracker.checkpoint import load_weights
 from ram_tracker.decode import decode_detections
+from ram_tracker.inference.backends import StepBackend, select_backend
+from ram_tracker.inference.torch_backend import TorchBackend
 from ram_tracker.model import ModelConfig, build_model
 from ram_tracker.tracker import Detections, Track, Tracker, TrackerConfig
 from ram_tracker.walk import NodeGrid, Transition
@@ -84,13 +86,21 @@ class Inference:
 class StreamingModel:
     """The model over one video stream: resize, normalise, step the recurrent state, decode.
     Several trackers may consume the same inference (evaluation compares occlusion models on
-    one model pass)."""
+    one model pass).
+
+    The step runs on a backend (ram_tracker.inference: torch, onnxruntime or tensorrt; default
+    eager torch on `device`). The walk transition is computed here, from the backend's `embed`
+    outputs, only when a track may walk (docs/INFERENCE.md)."""
 
     def __init__(self, model, input_size: tuple[int, int], device: torch.device,
-                 det_threshold: float, model_info: Optional[dict] = None):
-        self.model = model.to(device).eval()
-        self.device = device
+                 det_threshold: float, model_info: Optional[dict] = None,
+                 backend: Optional[StepBackend] = None):
+        self.model = model
         self.input_width, self.input_height = input_size
+        if backend is None:
+            backend = TorchBackend(model, input_size, device)
+        self.backend = backend
+        self.device = backend.device              # where the backend wants its input image
         self.det_threshold = det_threshold
         self.class_names = list(model.cfg.class_names)
         self.model_info = model_info or {}
@@ -100,9 +110,11 @@ class StreamingModel:
 
     @property
     def device_name(self) -> str:
-        if self.device.type == 'cuda':
-            return f'{self.device} ({torch.cuda.get_device_name(self.device)})'
-        return 'cpu'
+        return self.backend.device_name
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
 
     def reset(self) -> None:
         self._state = None
@@ -115,8 +127,7 @@ class StreamingModel:
         source_h, source_w = rgb.shape[:2]
         new_stream = self._state is None or self._source_size != (source_w, source_h)
         if new_stream:                       # a new stream, camera or resolution
-            self._state = self.model.initial_state(1, self.input_height, self.input_width,
-                                                   self.device)
+            self._state = self.backend.initial_state()
             self._source_size = (source_w, source_h)
         image = cv2.resize(rgb, (self.input_width, self.input_height),
                            interpolation=cv2.INTER_AREA if source_w > self.input_width
@@ -124,11 +135,12 @@ class StreamingModel:
         tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1).unsqueeze(0)
         tensor = tensor.float().div_(255.0)
         previous_embed = self._state[1]
-        outputs, self._state = self.model.step(tensor, self._state, with_transition=False)
+        outputs, self._state = self.backend.step(tensor, self._state)
         transition = None
         if need_transition and not new_stream:
             transition = _to_cpu(self.model.transition(previous_embed, outputs['embed']))
-        return Inference(decode_detections(outputs, self.det_threshold), transition,
+        heads = {k: v.cpu() for k, v in outputs.items() if k != 'embed'}   # decode on the CPU
+        return Inference(decode_detections(heads, self.det_threshold), transition,
                          (source_w, source_h), new_stream)
 
     def frame_result(self, tracks: list[Track], inference: Inference) -> FrameResult:
@@ -167,20 +179,25 @@ class TrackingPipeline:
     """One video stream through RAM: the streaming model and one tracker."""
 
     def __init__(self, model, tracker_config: TrackerConfig, input_size: tuple[int, int],
-                 device: torch.device, model_info: Optional[dict] = None):
+                 device: torch.device, model_info: Optional[dict] = None,
+                 backend: Optional[StepBackend] = None):
         self.stream = StreamingModel(model, input_size, device, tracker_config.det_threshold,
-                                     model_info)
+                                     model_info, backend)
         self.tracker_config = tracker_config
         self.tracker = Tracker(tracker_config, input_size)
 
     @classmethod
-    def from_params(cls, params: dict) -> 'TrackingPipeline':
-        """Build from validated node parameters (ram_tracker.parameters)."""
+    def from_params(cls, params: dict, log=None) -> 'TrackingPipeline':
+        """Build from validated node parameters (ram_tracker.parameters). The backend follows
+        the `backend` parameter (ram_tracker.inference.select_backend); an ONNX file missing
+        for these weights and this resolution is exported now (a few seconds, cached)."""
         device = resolve_device(params['device'])
         if params['num_threads'] > 0:
             torch.set_num_threads(params['num_threads'])
+        weights_path = None
         if params['model_path']:
-            model, info = load_weights(resolve_model_path(params['model_path']), device)
+            weights_path = resolve_model_path(params['model_path'])
+            model, info = load_weights(weights_path, 'cpu')
         else:
             torch.manual_seed(0)
             model, info = build_model(ModelConfig()), {'untrained': True}
@@ -192,8 +209,11 @@ class TrackingPipeline:
             border_margin=params['border_margin'],
             rematch_radius=params['rematch_radius'],
             occlusion_model=params['occlusion_model'])
-        pipeline = cls(model, tracker_config, (params['input_width'], params['input_height']),
-                       device, info)
+        input_size = (params['input_width'], params['input_height'])
+        backend = select_backend(params['backend'], model, input_size, device,
+                                 num_threads=params['num_threads'], weights_path=weights_path,
+                                 log=log)
+        pipeline = cls(model, tracker_config, input_size, device, info, backend)
         pipeline.warm_up()
         return pipeline
 
@@ -205,6 +225,10 @@ class TrackingPipeline:
     def device_name(self) -> str:
         return self.stream.device_name
 
+    @property
+    def backend_name(self) -> str:
+        return self.stream.backend_name
+
     def describe(self) -> str:
         s = self.stream
         cfg = s.model.cfg
@@ -212,7 +236,7 @@ class TrackingPipeline:
             'name', 'trained')
         return (f'{cfg.backbone} model ({source}), classes {s.class_names}, input '
                 f'{s.input_width}x{s.input_height}, nodes {s.grid.width}x{s.grid.height}, '
-                f'device {s.device_name}')
+                f'device {s.device_name}, backend {s.backend.describe()}')
 
     def reset(self) -> None:
         """Forget the stream: memory, embeddings and tracks (ids restart at 1)."""

@@ -232,7 +232,7 @@ class TrackerNode(LifecycleNode):
             'rate_hz': f'{rate:.2f}',
             'latency_ms_p50': f'{latencies[len(latencies) // 2]:.1f}' if latencies else 'n/a',
             'latency_ms_max': f'{latencies[-1]:.1f}' if latencies else 'n/a',
-            'backend': 'torch',
+            'backend': self._pipeline.backend_name if self._pipeline else 'released',
             'device': self._pipeline.device_name if self._pipeline else 'released',
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

@@ -1,0 +1,236 @@
+"""Inference backends: ONNX export of the streaming step, ONNX Runtime parity with torch over a
+50-frame sequence (outputs, recurrent state and tracks), backend selection, the ONNX and
+TensorRT caches. TensorRT itself runs only where the tensorrt package and CUDA exist."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ram_tracker.checkpoint import save_weights
+from ram_tracker.inference import BackendError, select_backend, tensorrt_available
+from ram_tracker.inference import export
+from ram_tracker.inference.onnxruntime_backend import OnnxRuntimeBackend
+from ram_tracker.inference.tensorrt_backend import engine_cache_key, timing_cache_name
+from ram_tracker.inference.torch_backend import TorchBackend
+from ram_tracker.model import ModelConfig, build_model
+from ram_tracker.pipeline import TrackingPipeline
+from ram_tracker.tracker import TrackerConfig
+
+TINY = ModelConfig(backbone_width=8, neck_channels=16, memory_channels=16, head_channels=16,
+                   embed_channels=16)
+SIZE = (128, 64)                    # model input (width, height)
+FRAMES = 50
+# FP32 ONNX Runtime vs eager torch: measured max |diff| ~2e-7 on outputs and state over the
+# 50 frames (different conv kernels, same math); 1e-4 leaves room for other CPUs' kernels.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('RAM_ROS_CACHE', str(tmp_path / 'cache'))
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Tiny tensors: one torch thread is faster, and much faster on a shared, loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def model():
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+@pytest.fixture(scope='module')
+def detector():
+    """The untrained model with its heatmap logits scaled x500 (their spread is ~0.01 at
+    initialisation): ~5 detections a frame, so tracks start, get occluded, walk and end -
+    what track parity must cover. The scaling also amplifies backend differences x500."""
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    with torch.no_grad():
+        last = model.heads.heads['hm'][-1]
+        last.weight.mul_(500.0)
+        last.bias.fill_(-12.0)
+    return model
+
+
+def _frames(n=FRAMES, seed=0):
+    """Squares moving over a textured background, a source size other than the model's."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 120, (80, 160, 3), dtype=np.uint8)
+    frames = []
+    for t in range(n):
+        frame = background.copy()
+        for k, colour in enumerate(((250, 40, 40), (40, 250, 40), (40, 40, 250))):
+            x = (10 + 3 * t + 40 * k) % 140
+            y = 20 + 15 * k
+            if not (k == 1 and 15 <= t < 25):       # one square hides for 10 frames
+                frame[y:y + 16, x:x + 16] = colour
+        frames.append(frame)
+    return frames
+
+
+def test_onnxruntime_matches_torch_over_50_frames(model, tmp_path):
+    path = export.ensure_onnx(model, SIZE)
+    assert path.parent == tmp_path / 'cache' / 'onnx'
+    torch_b = TorchBackend(model, SIZE, torch.device('cpu'))
+    ort_b = OnnxRuntimeBackend(path, TINY, SIZE, num_threads=1)
+    st, so = torch_b.initial_state(), ort_b.initial_state()
+    worst_out, worst_state = 0.0, 0.0
+    for frame in _frames():
+        image = torch.from_numpy(frame[:SIZE[1], :SIZE[0]]).permute(2, 0, 1)[None].float() / 255
+        a, st = torch_b.step(image, st)
+        b, so = ort_b.step(image, so)
+        assert set(a) == set(b)
+        worst_out = max(worst_out, max(float((a[k] - b[k]).abs().max()) for k in a))
+        worst_state = max(worst_state, *(float((x - y).abs().max()) for x, y in zip(st, so)))
+    print(f'max |onnxruntime - torch| over {FRAMES} frames: outputs {worst_out:.1e}, '
+          f'state {worst_state:.1e}')
+    assert worst_out < TOLERANCE and worst_state < TOLERANCE
+
+
+def test_onnxruntime_gives_identical_tracks(detector):
+    config = TrackerConfig(occlusion_model='walker')
+    pipelines = {name: TrackingPipeline(detector, config, SIZE, torch.device('cpu'), backend=b)
+                 for name, b in (
+                     ('torch', TorchBackend(detector, SIZE, torch.device('cpu'))),
+                     ('onnxruntime', OnnxRuntimeBackend(export.ensure_onnx(detector, SIZE),
+                                                        TINY, SIZE, num_threads=1)))}
+    ids, occluded = set(), 0
+    for frame in _frames():
+        a, b = (p.process(frame) for p in pipelines.values())
+        assert a.num_detections == b.num_detections
+        assert [(t.track_id, t.class_id, t.state, t.box_source) for t in a.tracks] == \
+               [(t.track_id, t.class_id, t.state, t.box_source) for t in b.tracks]
+        for s, t in zip(a.tracks, b.tracks):
+            np.testing.assert_allclose(s.box_cxcywh, t.box_cxcywh, atol=1e-3)
+            assert abs(s.walker_confidence - t.walker_confidence) < 1e-4
+        for s, t in zip(a.beliefs, b.beliefs):
+            np.testing.assert_allclose(s.probability, t.probability, atol=1e-4)
+        ids.update(t.track_id for t in a.tracks)
+        occluded += sum(t.state == 'occluded' for t in a.tracks)
+    assert len(ids) >= 10 and occluded >= 10, 'the sequence must exercise tracks and walkers'
+
+
+def test_onnx_cache_and_metadata(model, tmp_path):
+    first = export.ensure_onnx(model, SIZE)
+    stamp = first.stat().st_mtime_ns
+    assert export.ensure_onnx(model, SIZE) == first and first.stat().st_mtime_ns == stamp
+    meta = export.read_metadata(first)
+    assert meta['weights_sha256'] == export.weights_digest(model)
+    assert (meta['input_width'], meta['input_height'], meta['precision']) == ('128', '64', 'fp32')
+    other = export.ensure_onnx(model, (96, 64))              # another resolution, another file
+    assert other != first
+    # ram-export's file beside the weights is found first; stale files are ignored
+    weights = save_weights(tmp_path / 'w.safetensors', model)
+    beside = export.beside_weights_path(weights, SIZE)
+    beside.write_bytes(b'not onnx')
+    assert export.ensure_onnx(model, SIZE, weights_path=weights) == first
+    assert export.main([str(weights), '--width', '128', '--height', '64']) == 0
+    assert export.ensure_onnx(model, SIZE, weights_path=weights) == beside
+    changed = build_model(TINY)
+    assert export.weights_digest(changed) != export.weights_digest(model)
+    assert not list((tmp_path / 'cache' / 'onnx').glob('*.tmp'))
+
+
+def test_fp16_graph_keeps_fp32_inputs_outputs_and_state(model, tmp_path):
+    import onnx
+    path = export.export_step(model, tmp_path / 'step16.onnx', SIZE, 'fp16')
+    graph = onnx.load(str(path)).graph
+    float32, float16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert {v.name: v.type.tensor_type.elem_type for v in graph.input} == \
+           {export.INPUT_IMAGE: float32, export.INPUT_MEMORY: float32}
+    assert all(v.type.tensor_type.elem_type == float32 for v in graph.output)
+    assert any(i.data_type == float16 for i in graph.initializer)          # FP16 weights
+    # ONNX Runtime's CPU provider runs it too: FP16 error, not a wrong graph
+    fp16 = OnnxRuntimeBackend(path, TINY, SIZE, num_threads=1)
+    ref = TorchBackend(model, SIZE, torch.device('cpu'))
+    st, s16 = ref.initial_state(), fp16.initial_state()
+    for frame in _frames(10):
+        image = torch.from_numpy(frame[:SIZE[1], :SIZE[0]]).permute(2, 0, 1)[None].float() / 255
+        a, st = ref.step(image, st)
+        b, s16 = fp16.step(image, s16)
+    assert s16[0].dtype == torch.float32
+    assert float((a['hm'] - b['hm']).abs().max()) < 2e-2
+    assert float((st[0] - s16[0]).abs().max()) < 2e-2
+
+
+def test_backend_selection_rules(model, monkeypatch):
+    cpu = torch.device('cpu')
+    assert select_backend('auto', model, SIZE, cpu, num_threads=1).name == 'onnxruntime'
+    assert select_backend('torch', model, SIZE, cpu).name == 'torch'
+    with pytest.raises(BackendError, match='CPU execution provider'):
+        select_backend('onnxruntime', model, SIZE, torch.device('cuda'))
+    with pytest.raises(BackendError, match='needs a CUDA device'):
+        select_backend('tensorrt', model, SIZE, cpu)
+    with pytest.raises(BackendError, match='not one of'):
+        select_backend('openvino', model, SIZE, cpu)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('exporter exploded')
+    monkeypatch.setattr(export, 'ensure_onnx', broken)
+    fallback = select_backend('auto', model, SIZE, cpu)
+    assert fallback.name == 'torch' and 'exporter exploded' in fallback.reason
+
+
+def test_pipeline_from_params_reports_the_backend(model, tmp_path):
+    from ram_tracker import parameters
+    weights = save_weights(tmp_path / 'tiny.safetensors', model)
+    params = parameters.validate({'model_path': str(weights), 'device': 'cpu', 'num_threads': 1,
+                                  'input_width': SIZE[0], 'input_height': SIZE[1]})
+    assert params['backend'] == 'auto'
+    pipeline = TrackingPipeline.from_params(params)
+    assert pipeline.backend_name == 'onnxruntime' and 'backend onnxruntime' in pipeline.describe()
+    torch_pipeline = TrackingPipeline.from_params({**params, 'backend': 'torch'})
+    assert torch_pipeline.backend_name == 'torch'
+
+
+def test_engine_cache_key_changes_with_each_component():
+    base = dict(onnx_sha256='a' * 64, tensorrt_version='11.0.0', gpu_name='NVIDIA H100',
+                compute_capability=(9, 0), precision='fp16',
+                shapes={'image': (1, 3, 384, 1280), 'memory_in': (1, 64, 96, 320)})
+    key = engine_cache_key(**base)
+    assert key == engine_cache_key(**dict(base, shapes=dict(reversed(base['shapes'].items()))))
+    variants = [dict(onnx_sha256='b' * 64), dict(tensorrt_version='11.0.1'),
+                dict(gpu_name='NVIDIA H200'), dict(compute_capability=(8, 9)),
+                dict(precision='fp32'),
+                dict(shapes={'image': (1, 3, 192, 640), 'memory_in': (1, 64, 48, 160)})]
+    keys = {engine_cache_key(**dict(base, **change)) for change in variants}
+    assert key not in keys and len(keys) == len(variants)
+    assert timing_cache_name('11.0.0', 'NVIDIA H100 80GB', (9, 0)) != \
+           timing_cache_name('11.0.0', 'NVIDIA H200', (9, 0))
+
+
+USABLE, WHY_NOT = tensorrt_available()
+
+
+@pytest.mark.skipif(not USABLE, reason=f'TensorRT parity needs an NVIDIA GPU and the tensorrt '
+                                       f'package: {WHY_NOT}')
+def test_tensorrt_matches_torch_and_reuses_its_engine(model, tmp_path):
+    from ram_tracker.inference.tensorrt_backend import TensorRTBackend
+    cuda = torch.device('cuda')
+    reference = TorchBackend(build_model(TINY).eval().to(cuda), SIZE, cuda)
+    reference.model.load_state_dict(model.state_dict())
+    tolerances = {'fp32': 1e-3, 'fp16': 5e-2}
+    for precision, tolerance in tolerances.items():
+        path = export.export_step(model, tmp_path / f'{precision}.onnx', SIZE, precision)
+        trt_b = TensorRTBackend(path, TINY, SIZE, cuda, precision)
+        assert trt_b.built
+        st, sx = reference.initial_state(), trt_b.initial_state()
+        worst = 0.0
+        for frame in _frames():
+            image = (torch.from_numpy(frame[:SIZE[1], :SIZE[0]]).to(cuda)
+                     .permute(2, 0, 1)[None].float() / 255)
+            a, st = reference.step(image, st)
+            b, sx = trt_b.step(image, sx)
+            worst = max(worst, max(float((a[k] - b[k]).abs().max()) for k in a))
+        assert sx[0].dtype == torch.float32
+        assert worst < tolerance, f'{precision}: max |tensorrt - torch| {worst}'
+        again = TensorRTBackend(path, TINY, SIZE, cuda, precision)
+        assert not again.built and again.engine_path == trt_b.engine_path
