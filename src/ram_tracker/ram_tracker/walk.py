@@ -23,6 +23,7 @@ Pure PyTorch, no ROS, no custom CUDA; device follows the input tensors.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -65,7 +66,15 @@ Transition = Union[torch.Tensor, SparseTransition]  # dense (B, N, N) or sparse 
 
 
 def neighbour_table(grid: Tuple[int, int], radius: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Neighbour indices (N, K) and in-grid mask (N, K) of the square window on an H x W grid."""
+    """Neighbour indices (N, K) and in-grid mask (N, K) of the square window on an H x W grid.
+
+    A constant of the grid: built once per (grid, radius, device) and cached (the int64 index
+    table is N*K*8 bytes, 22 MB at 160x48 nodes with R = 9); treat the tensors as read-only."""
+    return _neighbour_table(tuple(grid), int(radius), str(torch.device(device or "cpu")))
+
+
+@functools.lru_cache(maxsize=16)
+def _neighbour_table(grid: Tuple[int, int], radius: int, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
     H, W = grid
     off = window_offsets(radius, device)
     ys = torch.arange(H, device=device).view(H, 1, 1)
@@ -90,31 +99,42 @@ def global_transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0
     return torch.softmax(logits, dim=-1)                  # softmax subtracts the row max internally
 
 
-def _local_logits(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tile: int) -> torch.Tensor:
-    """<q_prev[i], q_next[i + offset_k]> for every node i and window offset k: (B, N, K).
+def _local_logits(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tile: int, tau: float) -> torch.Tensor:
+    """<q_prev[i], q_next[i + offset_k]> / tau for every node i and window offset k: (B, N, K).
 
-    Out-of-grid neighbours get logit 0 here (zero padding); the caller masks them.
+    Out-of-grid neighbours get logit 0 here (zero padding); the caller masks them. Rows of tiles
+    are processed in bands of about _BAND_BYTES of similarity blocks, which bounds the transient
+    memory without a long loop of small ops.
     """
     B, D, H, W = q_prev.shape
     R, S = radius, tile
     Hp, Wp = -(-H // S) * S, -(-W // S) * S               # grid padded to whole tiles
     ny, nx = Hp // S, Wp // S
     L = S + 2 * R                                         # side of a tile's neighbourhood
-    # queries: (B * tiles, S*S, D)
-    qp = F.pad(q_prev, (0, Wp - W, 0, Hp - H))
-    qp = qp.reshape(B, D, ny, S, nx, S).permute(0, 2, 4, 3, 5, 1).reshape(B * ny * nx, S * S, D)
-    # keys: each tile's (S+2R)^2 neighbourhood, cut from the zero-padded next frame. unfold with
-    # stride S copies only ((S+2R)/S)^2 times the map, not K times.
-    kp = F.pad(q_next, (R, Wp - W + R, R, Hp - H + R))
-    kp = F.unfold(kp, kernel_size=L, stride=S)            # (B, D*L*L, tiles)
-    kp = kp.reshape(B, D, L * L, ny * nx).permute(0, 3, 1, 2).reshape(B * ny * nx, D, L * L)
-    sim = torch.bmm(qp, kp)                               # (B*tiles, S*S, L*L)
-    # the K entries of each query's own window inside its tile's neighbourhood
-    col = _window_columns(S, R, q_prev.device).expand(sim.shape[0], -1, -1)
-    sim = torch.gather(sim, 2, col)                       # (B*tiles, S*S, K)
-    K = sim.shape[-1]
-    sim = sim.reshape(B, ny, nx, S, S, K).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, K)
-    return sim[:, :H, :W].reshape(B, H * W, K)
+    K = (2 * R + 1) ** 2
+    queries = F.pad(q_prev / tau, (0, Wp - W, 0, Hp - H))  # 1/tau on D*N values, not N*K
+    keys = F.pad(q_next, (R, Wp - W + R, R, Hp - H + R))
+    bytes_per_tile_row = B * nx * S * S * L * L * q_prev.element_size()
+    rows = max(1, min(ny, _BAND_BYTES // max(bytes_per_tile_row, 1)))
+    logits = q_prev.new_empty(B, Hp, Wp, K)
+    for iy in range(0, ny, rows):
+        r = min(rows, ny - iy)
+        # this band's queries: (B * r * nx tiles, S*S, D)
+        q = queries[:, :, iy * S:(iy + r) * S].reshape(B, D, r, S, nx, S)
+        q = q.permute(0, 2, 4, 3, 5, 1).reshape(B * r * nx, S * S, D)
+        # each tile's (S+2R)^2 neighbourhood in the next frame: unfold with stride S copies the
+        # band ((S+2R)/S)^2 times, never K times
+        k = F.unfold(keys[:, :, iy * S:(iy + r) * S + 2 * R], kernel_size=L, stride=S)   # (B, D*L*L, r*nx)
+        k = k.reshape(B, D, L * L, r * nx).permute(0, 3, 1, 2).reshape(B * r * nx, D, L * L)
+        sim = torch.bmm(q, k)                                                     # (tiles, S*S, L*L)
+        col = _window_columns(S, R, q_prev.device).expand(sim.shape[0], -1, -1)
+        sim = torch.gather(sim, 2, col)                   # each query's own window: (tiles, S*S, K)
+        sim = sim.reshape(B, r, nx, S, S, K).permute(0, 1, 3, 2, 4, 5).reshape(B, r * S, Wp, K)
+        logits[:, iy * S:(iy + r) * S] = sim
+    return logits[:, :H, :W].reshape(B, H * W, K)
+
+
+_BAND_BYTES = 16 * 2 ** 20    # transient similarity blocks per band
 
 
 def local_transition(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tau: float = 0.1,
@@ -127,9 +147,9 @@ def local_transition(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, ta
     R = int(radius)
     if tile is None:
         tile = _tile_size(H, W)
-    logits = _local_logits(q_prev, q_next, R, tile) / tau
+    logits = _local_logits(q_prev, q_next, R, tile, tau)
     indices, valid = neighbour_table((H, W), R, q_prev.device)
-    logits = logits.masked_fill(~valid, float("-inf"))   # out-of-image: exactly 0 after softmax
+    logits = logits.masked_fill_(~valid, float("-inf"))  # out-of-image: exactly 0 after softmax
     values = torch.softmax(logits, dim=-1)               # max-subtracted; the centre is always valid
     return SparseTransition(values=values, indices=indices, valid=valid, radius=R, grid=(H, W))
 

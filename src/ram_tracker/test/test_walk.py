@@ -27,11 +27,13 @@ def test_local_equals_global_when_window_covers_grid(H, W, tile):
     assert torch.allclose(walk.propagate(x, local), walk.propagate(x, dense), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("R", [1, 2, 3])
-def test_local_matches_brute_force_window(R):
+@pytest.mark.parametrize("R,band_bytes", [(1, None), (2, None), (3, None), (2, 1)])
+def test_local_matches_brute_force_window(R, band_bytes, monkeypatch):
+    if band_bytes is not None:                              # one tile row per band
+        monkeypatch.setattr(walk, "_BAND_BYTES", band_bytes)
     H, W, tau = 6, 9, 0.1
     q0, q1 = embeddings(1, 8, H, W, 3), embeddings(1, 8, H, W, 4)
-    A = walk.densify(walk.local_transition(q0, q1, R, tau))[0]
+    A = walk.densify(walk.local_transition(q0, q1, R, tau, tile=4))[0]
     sim = torch.einsum("dn,dm->nm", q0[0].reshape(8, -1), q1[0].reshape(8, -1)) / tau
     ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
