@@ -7,7 +7,14 @@ import torch
 from ram_tracker import walk
 from ram_tracker.model import ModelConfig, RAMModel, build_model
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny(**kw) -> ModelConfig:

@@ -5,7 +5,14 @@ import torch.nn.functional as F
 
 from ram_tracker import walk
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def embeddings(B, D, H, W, seed=0, dtype=torch.float64):

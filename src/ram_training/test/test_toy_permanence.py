@@ -9,6 +9,7 @@ An untrained walk is no better than the last-seen position, so the margin is lea
 """
 import time
 
+import pytest
 import torch
 
 from ram_tracker import walk
@@ -78,9 +79,17 @@ def occlusion_errors(model, clip, cfg):
     return torch.stack(walk_err).mean().item(), torch.stack(last_err).mean().item()
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_walker_finds_the_hidden_blob_with_ram_only():
     torch.manual_seed(0)
-    torch.set_num_threads(1)                                # tiny tensors: a second thread only adds sync cost
     model = build_model(ModelConfig(class_names=("blob",), backbone_width=8, neck_channels=16, memory_channels=16,
                                     head_channels=16, embed_channels=16, embed_pool="none"))
     cfg = LossConfig(variant="ram", overlap=False)          # one object: nothing to overlap with
