@@ -172,3 +172,26 @@ def test_replay_tracks_into_another_process(bag, tmp_path):
     assert report["skipped"] == []
     expected = [(f.stamp_ns, [t["id"] for t in f.tracks]) for f in rosbag_io.read_bag(bag)]
     assert [(s, ids) for s, ids in received["tracks"]] == expected
+
+
+def test_world1_video_to_bag_round_trip(tmp_path):
+    from ram_training.data import world_lacater
+    from ram_training.data.clips import World1VideoSource
+    spec = world_lacater.World1DatasetSpec(
+        config=world_lacater.World1Config(width=64, height=48, num_frames=10),
+        counts={"train": 0, "val": 0, "test": 1}, base_seed=5)
+    world_lacater.generate_dataset(tmp_path / "w1", spec, workers=1)
+    video_path = world_lacater.list_videos(tmp_path / "w1", "test")[0]
+    info = rosbag_io.world1_to_bag(video_path, tmp_path / "bag")
+    assert info["frames"] == 10
+    video = World1VideoSource(video_path)
+    frames = list(rosbag_io.read_bag(tmp_path / "bag"))
+    assert len(frames) == 10
+    for t, frame in enumerate(frames):
+        np.testing.assert_array_equal(frame.image, video.image(t))
+        target = [tr for tr in frame.tracks if tr["class_id"] == "target"]
+        assert len(target) == 1
+        hidden = video.annotations.visibility[t, 0] <= 0.05
+        assert target[0]["state"] == (rosbag_io.STATE_OCCLUDED if hidden else rosbag_io.STATE_VISIBLE)
+    # 30 fps stamps
+    assert frames[1].stamp_ns - frames[0].stamp_ns == round(1e9 / 30)

@@ -133,7 +133,6 @@ def kitti_to_bag(kitti_root, sequence: str, bag_path, split: str = "training",
                  config: BagConfig = BagConfig(), typestore=None, max_frames: int | None = None) -> dict:
     """Convert one KITTI-format sequence into a rosbag2 bag directory at `bag_path` (written
     next to it under a temporary name and renamed when complete)."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
     typestore = typestore or make_typestore()
     seq = kitti.load_sequence(kitti_root, sequence, split)
     if not seq.image_paths:
@@ -144,40 +143,90 @@ def kitti_to_bag(kitti_root, sequence: str, bag_path, split: str = "training",
     if config.include_hidden:
         for r in seq.hidden:
             by_frame.setdefault(r.frame, []).append((r, True))
+    num_frames = seq.num_frames if max_frames is None else min(seq.num_frames, max_frames)
+    history: dict = {}
+
+    def frames():
+        for t in range(num_frames):
+            header = _header(typestore, frame_stamp_ns(config, t), config.frame_id)
+            image = seq.image(t)
+            rows = sorted(by_frame.get(t, []), key=lambda pair: pair[0].track_id)
+            yield header, image, seq.calib, tracks_message(typestore, rows, header, history, config, t)
+
+    return write_frames_bag(bag_path, frames(), config, typestore)
+
+
+def world1_to_bag(video_path, bag_path, config: BagConfig = BagConfig(rate_hz=30.0), typestore=None,
+                  max_frames: int | None = None) -> dict:
+    """Convert one World 1 video (its .npz scene script, frames re-rendered) into a bag with the
+    same topics as a KITTI conversion; ground truth holds every object, the hidden ones (visible
+    fraction <= 0.05) as STATE_OCCLUDED with their true boxes (World 1 knows them)."""
+    from .clips import World1VideoSource
+    typestore = typestore or make_typestore()
+    video = World1VideoSource(Path(video_path))
+    ann = video.annotations
+    names = video.class_names
+    num_frames = video.num_frames if max_frames is None else min(video.num_frames, max_frames)
+    T = typestore.types
+
+    def tracks(t, header):
+        objects = []
+        for k in np.flatnonzero(ann.present[t]):
+            x1, y1, x2, y2 = (float(v) for v in ann.boxes[t, k])
+            hidden = float(ann.visibility[t, k]) <= 0.05
+            bbox = T["ram_msgs/msg/BoundingBox2D"](
+                center=T["ram_msgs/msg/Pose2D"](position=T["ram_msgs/msg/Point2D"](
+                    x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0), theta=0.0),
+                size_x=x2 - x1, size_y=y2 - y1)
+            objects.append(T["ram_msgs/msg/TrackedObject"](
+                id=int(ann.track_ids[k]), class_id=names[int(ann.classes[k])], score=1.0, bbox=bbox,
+                state=STATE_OCCLUDED if hidden else STATE_VISIBLE, frames_since_seen=0,
+                walker_confidence=1.0, velocity_x=0.0, velocity_y=0.0, box_source=SOURCE_DETECTION,
+                visibility=float(ann.visibility[t, k]), age=int(t)))
+        return T["ram_msgs/msg/TrackedObjectArray"](header=header, tracks=objects)
+
+    def frames():
+        for t in range(num_frames):
+            header = _header(typestore, frame_stamp_ns(config, t), config.frame_id)
+            yield header, video.image(t), None, tracks(t, header)
+
+    return write_frames_bag(bag_path, frames(), config, typestore)
+
+
+def write_frames_bag(bag_path, frames, config: BagConfig, typestore) -> dict:
+    """Write (header, rgb image, calib or None, TrackedObjectArray) per frame into a bag with
+    the image, camera_info and ground-truth topics of `config`. Atomic: written inside a
+    temporary parent under its final name (rosbags names the storage file after the bag
+    directory), then moved into place once complete."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
     plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
     if config.storage not in plugins:
         raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {config.storage!r}")
     bag_path = Path(bag_path)
-    # written inside a temporary parent under its final name (rosbags names the storage file
-    # after the bag directory), then moved into place once complete
     staging = bag_path.parent / f".{bag_path.name}.partial{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     tmp = staging / bag_path.name
-    num_frames = seq.num_frames if max_frames is None else min(seq.num_frames, max_frames)
-    history: dict = {}
+    count = 0
     with Writer(tmp, version=9, storage_plugin=plugins[config.storage]) as writer:
         image_conn = writer.add_connection(config.image_topic, "sensor_msgs/msg/Image", typestore=typestore)
         info_conn = writer.add_connection(config.camera_info_topic, "sensor_msgs/msg/CameraInfo", typestore=typestore)
         tracks_conn = writer.add_connection(config.tracks_topic, "ram_msgs/msg/TrackedObjectArray", typestore=typestore)
-        for t in range(num_frames):
-            stamp = frame_stamp_ns(config, t)
-            header = _header(typestore, stamp, config.frame_id)
-            image = seq.image(t)
+        for header, image, calib, tracks in frames:
+            stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
             h, w = image.shape[:2]
             writer.write(image_conn, stamp, typestore.serialize_cdr(image_message(typestore, image, header),
                                                                     "sensor_msgs/msg/Image"))
-            writer.write(info_conn, stamp, typestore.serialize_cdr(camera_info_message(typestore, seq.calib, w, h, header),
+            writer.write(info_conn, stamp, typestore.serialize_cdr(camera_info_message(typestore, calib, w, h, header),
                                                                    "sensor_msgs/msg/CameraInfo"))
-            rows = sorted(by_frame.get(t, []), key=lambda pair: pair[0].track_id)
-            writer.write(tracks_conn, stamp, typestore.serialize_cdr(
-                tracks_message(typestore, rows, header, history, config, t), "ram_msgs/msg/TrackedObjectArray"))
+            writer.write(tracks_conn, stamp, typestore.serialize_cdr(tracks, "ram_msgs/msg/TrackedObjectArray"))
+            count += 1
     if bag_path.exists():
         shutil.rmtree(bag_path)
     os.replace(tmp, bag_path)
     staging.rmdir()
-    return {"bag": str(bag_path), "frames": num_frames, "storage": config.storage,
+    return {"bag": str(bag_path), "frames": count, "storage": config.storage,
             "bytes": sum(p.stat().st_size for p in bag_path.rglob("*") if p.is_file())}
 
 
@@ -214,14 +263,10 @@ def topics_of(bag_path) -> dict:
 
 
 def decode_image(msg) -> np.ndarray:
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if msg.encoding in ("rgb8", "bgr8"):
-        image = data.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-        return image[..., ::-1].copy() if msg.encoding == "bgr8" else image.copy()
-    if msg.encoding == "mono8":
-        gray = data.reshape(msg.height, msg.step)[:, : msg.width]
-        return np.repeat(gray[..., None], 3, axis=2)
-    raise ValueError(f"unsupported image encoding {msg.encoding!r}")
+    """RGB uint8 (H, W, 3) of a deserialised sensor_msgs/Image (the node's own conversion)."""
+    from ram_tracker.image_conversion import image_to_rgb
+    return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step,
+                        np.asarray(msg.data, dtype=np.uint8))
 
 
 def _track_dict(obj) -> dict:
