@@ -118,6 +118,20 @@ def test_onnxruntime_gives_identical_tracks(detector):
     assert len(ids) >= 10 and occluded >= 10, 'the sequence must exercise tracks and walkers'
 
 
+def test_torch_channels_last_matches_default_layout(model):
+    import copy
+    plain = TorchBackend(model, SIZE, torch.device('cpu'))
+    nhwc = TorchBackend(copy.deepcopy(model), SIZE, torch.device('cpu'), channels_last=True)
+    sa, sb = plain.initial_state(), nhwc.initial_state()
+    for frame in _frames(10):
+        image = torch.from_numpy(frame[:SIZE[1], :SIZE[0]]).permute(2, 0, 1)[None].float() / 255
+        a, sa = plain.step(image, sa)
+        b, sb = nhwc.step(image, sb)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < TOLERANCE
+    assert float((sa[0] - sb[0]).abs().max()) < TOLERANCE
+    assert 'channels_last' in nhwc.describe()
+
+
 def test_onnx_cache_and_metadata(model, tmp_path):
     first = export.ensure_onnx(model, SIZE)
     stamp = first.stat().st_mtime_ns
@@ -164,7 +178,8 @@ def test_fp16_graph_keeps_fp32_inputs_outputs_and_state(model, tmp_path):
 def test_backend_selection_rules(model, monkeypatch):
     cpu = torch.device('cpu')
     assert select_backend('auto', model, SIZE, cpu, num_threads=1).name == 'onnxruntime'
-    assert select_backend('torch', model, SIZE, cpu).name == 'torch'
+    import copy
+    assert select_backend('torch', copy.deepcopy(model), SIZE, cpu).name == 'torch'
     with pytest.raises(BackendError, match='CPU execution provider'):
         select_backend('onnxruntime', model, SIZE, torch.device('cuda'))
     with pytest.raises(BackendError, match='needs a CUDA device'):
@@ -175,7 +190,7 @@ def test_backend_selection_rules(model, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError('exporter exploded')
     monkeypatch.setattr(export, 'ensure_onnx', broken)
-    fallback = select_backend('auto', model, SIZE, cpu)
+    fallback = select_backend('auto', copy.deepcopy(model), SIZE, cpu)
     assert fallback.name == 'torch' and 'exporter exploded' in fallback.reason
 
 

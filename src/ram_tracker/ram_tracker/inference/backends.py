@@ -14,7 +14,8 @@ The transition between consecutive embeddings is not part of any backend: the co
 with walk.py when a track may walk (docs/INFERENCE.md has the measurement behind this).
 
 Selection (node parameter `backend`, see select_backend):
-  torch        eager PyTorch on the `device` (CPU or CUDA);
+  torch        eager PyTorch on the `device` (CPU: channels_last convolutions, measured
+               faster; CUDA: default layout);
   onnxruntime  ONNX Runtime, CPU execution provider (device must be cpu or auto);
   tensorrt     TensorRT engine built from the FP16 ONNX graph on first use (needs CUDA and the
                tensorrt package); cached in <cache>/tensorrt;
@@ -89,7 +90,8 @@ def select_backend(name: str, model, input_size: tuple[int, int], device: torch.
         raise BackendError(f"backend '{name}' is not one of {', '.join(BACKENDS)}")
     log = log or (lambda message: None)
     if name == 'torch':
-        return TorchBackend(model, input_size, device)
+        # channels_last on CPU: ~1.2-1.3x faster (benchmarks/results/backends.md)
+        return TorchBackend(model, input_size, device, channels_last=device.type == 'cpu')
     if name == 'onnxruntime':
         if device.type != 'cpu':
             raise BackendError(f'backend onnxruntime runs on the CPU execution provider, but '
@@ -117,7 +119,7 @@ def select_backend(name: str, model, input_size: tuple[int, int], device: torch.
     try:
         return _onnxruntime(model, input_size, num_threads, weights_path, log)
     except Exception as error:                  # no onnxruntime / export failed
-        backend = TorchBackend(model, input_size, device)
+        backend = TorchBackend(model, input_size, device, channels_last=True)
         backend.reason = f'auto: onnxruntime unavailable ({error})'
         log(f'backend auto -> torch on cpu: {backend.reason}')
         return backend

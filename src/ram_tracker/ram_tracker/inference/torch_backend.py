@@ -20,8 +20,11 @@ class TorchBackend(StepBackend):
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if channels_last:
-            self.name = 'torch-channels_last'
+
+    def describe(self) -> str:
+        layout = ', channels_last' if self.channels_last else ''
+        return (f'{self.name} on {self.device_name}{layout}'
+                + (f' ({self.reason})' if self.reason else ''))
 
     def initial_state(self) -> State:
         width, height = self.input_size

@@ -1,0 +1,286 @@
+"""Inference backends: frames/s and latency per backend and resolution
+-> benchmarks/results/backends.json (+ backends.md).
+
+The default model (ModelConfig(): ResNet-18-like, stride-4 neck, 3x3 ConvGRU 64, heads,
+max-pooled node embeddings), untrained (speed does not depend on the weights), batch 1,
+torch.set_num_threads(2) and ONNX Runtime intra-op threads 2. A "frame" is
+StreamingModel.infer(frame, need_transition=False) on a frame of the camera's size: resize,
+the backend's step (recurrent state carried), decode. Backends run in interleaved rounds so
+that load from other processes on a shared machine hits them alike.
+
+  fps_<backend>_<camera>_<cpu|gpu>             1 / mean frame time
+  latency_ms_p50/p90_<backend>_<camera>_<..>   per-frame latency percentiles
+  max_abs_diff_onnxruntime                     ONNX Runtime vs torch, every output and the
+                                               state, 10 frames at 640x192
+  cpu_ms_1thread_<backend>_<camera>            one thread, CPU time of the step (thread_time,
+                                               best of N): a load-insensitive cross-check
+  transition_core_ms_<camera>                  walk.transition in the tracking core (torch),
+                                               one thread, CPU time, best of N
+  transition_in_graph_ms_<camera>              extra CPU time of an ONNX graph that also
+                                               computes the transition (export --with-transition)
+                                               over the plain graph, one thread, best of N
+  export_s_<camera>                            ONNX export time (what the first configure costs)
+
+The camera 1242x375 (KITTI) runs the model at 1280x384, the paper's KITTI input. On a machine
+with CUDA, torch on CUDA and (with the tensorrt package) TensorRT FP16 are measured too
+(fps_tensorrt_1242x375_gpu). Run on an idle machine: `make bench` or
+`python benchmarks/bench_backends.py [--quick]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ram_tracker.inference import export, tensorrt_available
+from ram_tracker.inference.onnxruntime_backend import OnnxRuntimeBackend
+from ram_tracker.inference.torch_backend import TorchBackend
+from ram_tracker.model import ModelConfig, build_model
+from ram_tracker.pipeline import StreamingModel
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / 'benchmarks' / 'results'
+CASES = [('640x192', (640, 192), (640, 192)),       # (camera label, camera size, model input)
+         ('1242x375', (1242, 375), (1280, 384))]
+THREADS = 2
+
+
+def cpu_busy_counters() -> tuple[int, int]:
+    with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v)                        # idle + iowait, total
+
+
+def wait_for_quiet(max_wait_s: float = 30.0, idle: float = 0.8) -> float:
+    """The machine may be shared: wait (bounded) until the CPUs are mostly idle."""
+    deadline = time.time() + max_wait_s
+    while True:
+        i0, t0 = cpu_busy_counters()
+        time.sleep(1.0)
+        i1, t1 = cpu_busy_counters()
+        measured = (i1 - i0) / max(t1 - t0, 1)
+        if measured >= idle or time.time() > deadline:
+            return measured
+
+
+def frames(camera, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    w, h = camera
+    return [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def time_rounds(streams: dict, images, rounds: int, per_round: int) -> dict:
+    """Interleaved rounds: each backend does `per_round` frames per round."""
+    times = {name: [] for name in streams}
+    for stream in streams.values():                  # warm-up (first frames allocate)
+        for image in images[:2]:
+            stream.infer(image, need_transition=False)
+    k = 0
+    for _ in range(rounds):
+        for name, stream in streams.items():
+            for _ in range(per_round):
+                image = images[k % len(images)]
+                k += 1
+                started = time.perf_counter()
+                stream.infer(image, need_transition=False)
+                if stream.device.type == 'cuda':
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - started)
+    return times
+
+
+def max_diff(model, onnx_path, size, n=10) -> float:
+    a_b = TorchBackend(model, size, torch.device('cpu'))
+    b_b = OnnxRuntimeBackend(onnx_path, model.cfg, size, THREADS)
+    sa, sb = a_b.initial_state(), b_b.initial_state()
+    worst = 0.0
+    for i in range(n):
+        torch.manual_seed(100 + i)
+        image = torch.rand(1, 3, size[1], size[0])
+        a, sa = a_b.step(image, sa)
+        b, sb = b_b.step(image, sb)
+        worst = max(worst, *(float((a[k] - b[k]).abs().max()) for k in a),
+                    *(float((x - y).abs().max()) for x, y in zip(sa, sb)))
+    return worst
+
+
+def summarize(results, key, times):
+    """frames/s from the median frame time (robust to other processes' bursts)."""
+    ms = np.array(times) * 1e3
+    results[f'fps_{key}'] = round(1e3 / float(np.median(ms)), 2)
+    results[f'latency_ms_p50_{key}'] = round(float(np.percentile(ms, 50)), 1)
+    results[f'latency_ms_p90_{key}'] = round(float(np.percentile(ms, 90)), 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true', help='fewer frames (smoke run)')
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig()).eval()
+    results: dict = {}
+    notes = []
+    cache = Path(tempfile.mkdtemp(prefix='ram_bench_onnx_'))
+    idle_before = []
+    i0, t0 = cpu_busy_counters()
+    for label, camera, size in CASES:
+        idle_before.append(round(wait_for_quiet(), 2))
+        big = size[0] >= 1000
+        rounds, per_round = (2, 2) if args.quick else ((4, 3) if big else (5, 5))
+        started = time.perf_counter()
+        path = export.export_step(model, cache / f'step_{label}.onnx', size)
+        results[f'export_s_{label}'] = round(time.perf_counter() - started, 1)
+        backends = {
+            'torch': TorchBackend(model, size, torch.device('cpu')),
+            'torch_channels_last': TorchBackend(build_model(model.cfg).eval(), size,
+                                                torch.device('cpu'), channels_last=True),
+            'onnxruntime': OnnxRuntimeBackend(path, model.cfg, size, THREADS),
+        }
+        backends['torch_channels_last'].model.load_state_dict(model.state_dict())
+        streams = {name: StreamingModel(model, size, torch.device('cpu'), 0.4, backend=b)
+                   for name, b in backends.items()}
+        times = time_rounds(streams, frames(camera), rounds, per_round)
+        for name, t in times.items():
+            summarize(results, f'{name}_{label}_cpu', t)
+        print(label, {k: v for k, v in results.items() if label in k and k.startswith('fps')},
+              flush=True)
+        # One thread, CPU time of the calling thread (time.thread_time): much less sensitive to
+        # other processes than wall time. Per backend step, and the transition in the core
+        # (walk.py, torch) vs in the graph (ONNX Runtime, export --with-transition).
+        torch.set_num_threads(1)
+        walk_path = export.export_step(model, cache / f'step_walk_{label}.onnx', size,
+                                       with_transition=True)
+        single = {'torch': backends['torch'],
+                  'onnxruntime': OnnxRuntimeBackend(path, model.cfg, size, 1),
+                  'onnxruntime_walk': OnnxRuntimeBackend(walk_path, model.cfg, size, 1)}
+        reps = 3 if args.quick else (5 if big else 8)
+        cpu = {name: [] for name in list(single) + ['transition_core']}
+        states = {name: b.initial_state() for name, b in single.items()}
+        image = torch.rand(1, 3, size[1], size[0])
+        g = model.node_grid(size[1], size[0])
+        q = [torch.nn.functional.normalize(torch.rand(1, model.cfg.embed_channels, g.height,
+                                                      g.width), dim=1) for _ in range(2)]
+        with torch.inference_mode():
+            for r in range(reps + 1):                 # interleaved; the first round warms up
+                for name, b in single.items():
+                    started = time.thread_time()
+                    _, states[name] = b.step(image, states[name])
+                    if r:
+                        cpu[name].append(time.thread_time() - started)
+                started = time.thread_time()
+                model.transition(*q)
+                if r:
+                    cpu['transition_core'].append(time.thread_time() - started)
+        best = {name: min(v) * 1e3 for name, v in cpu.items()}
+        for name in ('torch', 'onnxruntime'):
+            results[f'cpu_ms_1thread_{name}_{label}'] = round(best[name], 1)
+        results[f'transition_core_ms_{label}'] = round(best['transition_core'], 2)
+        results[f'transition_in_graph_ms_{label}'] = round(
+            best['onnxruntime_walk'] - best['onnxruntime'], 2)
+        torch.set_num_threads(THREADS)
+        if label == '640x192':
+            results['max_abs_diff_onnxruntime'] = float(f'{max_diff(model, path, size):.3g}')
+        del streams, backends, single
+
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+        results['gpu'] = gpu
+        ok, why = tensorrt_available()
+        for label, camera, size in CASES:
+            cuda = torch.device('cuda')
+            gpu_model = build_model(model.cfg).eval()
+            gpu_model.load_state_dict(model.state_dict())
+            backends = {'torch': TorchBackend(gpu_model, size, cuda)}
+            if ok:
+                from ram_tracker.inference.tensorrt_backend import TensorRTBackend
+                path16 = export.export_step(model, cache / f'step16_{label}.onnx', size, 'fp16')
+                started = time.perf_counter()
+                backends['tensorrt'] = TensorRTBackend(path16, model.cfg, size, cuda, 'fp16',
+                                                       cache_directory=cache / 'trt')
+                results[f'tensorrt_build_s_{label}'] = round(time.perf_counter() - started, 1)
+            streams = {name: StreamingModel(model, size, cuda, 0.4, backend=b)
+                       for name, b in backends.items()}
+            times = time_rounds(streams, frames(camera), 5 if args.quick else 20, 10)
+            for name, t in times.items():
+                summarize(results, f'{name}_{label}_gpu', t)
+            if ok:
+                ref, trt_b = backends['torch'], backends['tensorrt']
+                sa, sb = ref.initial_state(), trt_b.initial_state()
+                worst = 0.0
+                for i in range(10):
+                    image = torch.rand(1, 3, size[1], size[0], device=cuda)
+                    a, sa = ref.step(image, sa)
+                    b, sb = trt_b.step(image, sb)
+                    worst = max(worst, *(float((a[k] - b[k]).abs().max()) for k in a))
+                results[f'max_abs_diff_tensorrt_fp16_{label}'] = float(f'{worst:.3g}')
+            print(label, 'gpu', {k: v for k, v in results.items() if 'gpu' in k}, flush=True)
+        if not ok:
+            notes.append(f'TensorRT not measured: {why}')
+    else:
+        notes.append('No CUDA on this machine: GPU rows (torch CUDA, TensorRT FP16) not measured; '
+                     'rerun `python benchmarks/bench_backends.py` on a GPU machine.')
+
+    i1, t1 = cpu_busy_counters()
+    meta = {'cpu_idle_before_cases': idle_before,
+            # 2 threads busy on 2 cores = 0: anything above is others' load on this machine
+            'cpu_idle_fraction_during_run': round((i1 - i0) / max(t1 - t0, 1), 3),
+            'machine': platform.node(), 'cpu_count': os.cpu_count(), 'threads': THREADS,
+            'torch': torch.__version__, 'load_average_1min': round(os.getloadavg()[0], 2),
+            'quick': args.quick, 'notes': notes}
+    import onnxruntime
+    meta['onnxruntime'] = onnxruntime.__version__
+    write(results, meta)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def write(results: dict, meta: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS / '.backends.json.tmp'
+    tmp.write_text(json.dumps({**results, 'meta': meta}, indent=2) + '\n')
+    tmp.replace(RESULTS / 'backends.json')
+    lines = ['# Inference backends (batch 1, default ResNet-18-like model)', '',
+             f"Generated by `benchmarks/bench_backends.py` (torch {meta['torch']}, onnxruntime "
+             f"{meta['onnxruntime']}, {meta['threads']} threads, {meta['cpu_count']} cores, "
+             f"1-min load average at the end {meta['load_average_1min']}, CPU idle before the "
+             f"cases {meta['cpu_idle_before_cases']}). A frame = resize + step + decode "
+             '(StreamingModel.infer, no transition); frames/s = 1 / median frame time. 1242x375 '
+             'runs the model at 1280x384 (the paper\'s KITTI input). The machine is shared: '
+             'rerun on an idle one for final numbers.', '',
+             '| backend | camera (model input) | device | frames/s | latency p50 ms | p90 ms |',
+             '|---|---|---|---|---|---|']
+    for key in sorted(k for k in results if k.startswith('fps_')):
+        rest = key[len('fps_'):]
+        backend, label, device = rest.rsplit('_', 2)
+        size = dict((c[0], c[2]) for c in CASES)[label]
+        lines.append(f'| {backend} | {label} ({size[0]}x{size[1]}) | {device} | {results[key]} | '
+                     f"{results[f'latency_ms_p50_{rest}']} | {results[f'latency_ms_p90_{rest}']} |")
+    lines += ['', 'One thread, CPU time of the calling thread (best of N; less sensitive to other '
+              'load than wall time):', '',
+              '| camera | torch step ms | onnxruntime step ms | transition in core (torch) ms | '
+              'extra onnxruntime ms with the transition in the graph | ONNX export s |',
+              '|---|---|---|---|---|---|']
+    for label, _, _ in CASES:
+        lines.append(f"| {label} | {results.get(f'cpu_ms_1thread_torch_{label}')} | "
+                     f"{results.get(f'cpu_ms_1thread_onnxruntime_{label}')} | "
+                     f"{results.get(f'transition_core_ms_{label}')} | "
+                     f"{results.get(f'transition_in_graph_ms_{label}')} | "
+                     f"{results.get(f'export_s_{label}')} |")
+    lines += ['', f"max |onnxruntime - torch| (every output and the state, 10 frames, 640x192): "
+              f"{results.get('max_abs_diff_onnxruntime')}"]
+    lines += [f'- {note}' for note in meta['notes']]
+    tmp = RESULTS / '.backends.md.tmp'
+    tmp.write_text('\n'.join(lines) + '\n')
+    tmp.replace(RESULTS / 'backends.md')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
