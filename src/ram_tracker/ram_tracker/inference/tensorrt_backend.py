@@ -14,8 +14,9 @@ is rebuilt and replaced. A timing cache per (TensorRT version, GPU, compute capa
 rebuilds of other graphs on the same machine faster. Files are written atomically.
 
 Execution: torch CUDA tensors are the device buffers (no pycuda); the engine runs with
-execute_async_v3 on torch's current CUDA stream, so the outputs are ordered before whatever
-torch does with them next.
+execute_async_v3 on its own CUDA stream, ordered after torch's current stream (which produced
+the inputs) and before it (which reads the outputs) with stream waits, and record_stream keeps
+the caching allocator from reusing a buffer while the engine may still use it.
 """
 from __future__ import annotations
 
@@ -117,8 +118,13 @@ class TensorRTBackend(StepBackend):
         self.build_seconds = 0.0
         with torch.cuda.device(self.device):
             self.runtime = trt.Runtime(self.logger)
-            self.engine = self._load() or self._build(gpu, capability, shapes)
+            engine = self._load()
+            if engine is None:
+                engine = self._build(gpu, capability, shapes)
+            self.engine = engine
             self.context = self.engine.create_execution_context()
+            # TensorRT's own stream (enqueue on the legacy default stream synchronises)
+            self.stream = torch.cuda.Stream(self.device)
         self._io = []                      # (name, is_input, shape, torch dtype)
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
@@ -150,7 +156,7 @@ class TensorRTBackend(StepBackend):
             flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, self.logger)
-        if not parser.parse(self.path.read_bytes()):
+        if not parser.parse_from_file(str(self.path)):
             errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f'TensorRT cannot parse {self.path}: {errors}')
         config = builder.create_builder_config()
@@ -181,22 +187,28 @@ class TensorRTBackend(StepBackend):
     def step(self, image: torch.Tensor, state: State) -> tuple[dict, State]:
         feeds = {export.INPUT_IMAGE: image, export.INPUT_MEMORY: state[0],
                  export.INPUT_EMBED: state[1]}
-        outputs = {}
-        keep = []                          # inputs converted here must outlive the launch
-        for name, is_input, shape, dtype in self._io:
-            if is_input:
-                tensor = feeds[name].to(self.device, dtype).contiguous()
-                if tuple(tensor.shape) != shape:
-                    raise ValueError(f'TensorRT input {name} is {tuple(tensor.shape)}, the '
-                                     f'engine wants {shape}')
-                keep.append(tensor)
-            else:
-                tensor = torch.empty(shape, dtype=dtype, device=self.device)
-                outputs[name] = tensor
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        stream = torch.cuda.current_stream(self.device)
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError('TensorRT execute_async_v3 failed')
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)           # inputs were produced on torch's stream
+        outputs, inputs = {}, []
+        with torch.cuda.stream(self.stream):
+            for name, is_input, shape, dtype in self._io:
+                if is_input:
+                    tensor = feeds[name].to(self.device, dtype).contiguous()
+                    if tuple(tensor.shape) != shape:
+                        raise ValueError(f'TensorRT input {name} is {tuple(tensor.shape)}, the '
+                                         f'engine wants {shape}')
+                    inputs.append(tensor)
+                else:
+                    tensor = torch.empty(shape, dtype=dtype, device=self.device)
+                    outputs[name] = tensor
+                self.context.set_tensor_address(name, tensor.data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError('TensorRT execute_async_v3 failed')
+        current.wait_stream(self.stream)           # torch reads the outputs after the engine
+        for tensor in inputs:                      # keep input memory until the engine is done
+            tensor.record_stream(self.stream)
+        for tensor in outputs.values():            # allocated on our stream, used on torch's
+            tensor.record_stream(current)
         outputs = {k: v.float() for k, v in outputs.items()}
         memory = outputs.pop(export.OUTPUT_MEMORY)
         return outputs, (memory, outputs[export.OUTPUT_EMBED])
