@@ -69,3 +69,10 @@ def load_weights(path: str | Path, device: str | torch.device = 'cpu') -> tuple[
     except RuntimeError as error:
         raise WeightsError(f'{path}: weights do not match its model_config ({error})') from error
     return model.to(device).eval(), info
+
+
+def trained_input_size(info: dict) -> tuple[int, int] | None:
+    """(width, height) the model was trained at, from a weights file's info (ram-train writes
+    `input_size`; older files only carry the training config)."""
+    size = info.get('input_size') or info.get('config', {}).get('data', {}).get('image_size')
+    return (int(size[0]), int(size[1])) if size else None

@@ -62,7 +62,7 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     rclpy must not be initialised by the caller (this function owns its context)."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')  # never leave loopback
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
     from sensor_msgs.msg import Image
@@ -88,6 +88,7 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     executor.add_node(node)
     result = ReplayResult(out_bag=str(out_bag))
     answers: dict[int, object] = {}
+    current_stamp = [0]
     writer = Writer(staging / out_bag.name, version=9, storage_plugin=plugins[config.storage])
     writer.open()
     try:
@@ -97,11 +98,15 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
             topic = _topic(config.node_namespace, name)
             msgtype = NODE_OUTPUTS[name]
             connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
-            qos = QoSProfile(depth=5) if name == 'debug_image' else reliable
+            # debug_image is published with sensor-data QoS (best effort): match it
+            qos = qos_profile_sensor_data if name == 'debug_image' else reliable
 
             def on_raw(raw, topic=topic, name=name):
-                now = node.get_clock().now().nanoseconds
-                writer.write(connections[topic], now, raw)
+                # Log time = the header stamp of the frame the message answers, so the output
+                # bag lines up with the input bag (MarkerArray has no header: the frame in
+                # flight, which in lockstep is the one it answers).
+                stamp = current_stamp[0] if name == 'markers' else _header_stamp(raw)
+                writer.write(connections[topic], stamp, raw)
                 if name == 'tracks':
                     msg = deserialize_message(raw, TrackedObjectArray)
                     stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -131,7 +136,8 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
                 continue
             if config.max_frames is not None and result.frames >= config.max_frames:
                 break
-            stamp = _stamp_of_image(raw)
+            stamp = _header_stamp(raw)
+            current_stamp[0] = stamp
             image_pub.publish(raw)
             result.frames += 1
             wait_until = time.monotonic() + config.answer_timeout_s
@@ -169,9 +175,10 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     return result
 
 
-def _stamp_of_image(raw: bytes) -> int:
-    """Header stamp of a CDR-serialised sensor_msgs/Image without decoding its pixels: after
-    the 4-byte encapsulation header come int32 sec and uint32 nanosec."""
+def _header_stamp(raw: bytes) -> int:
+    """Header stamp of a CDR-serialised message that starts with a std_msgs/Header (Image,
+    TrackedObjectArray, ...) without decoding the rest: after the 4-byte encapsulation header
+    come int32 sec and uint32 nanosec."""
     import struct
     order = '<' if raw[1] & 1 else '>'          # CDR_LE = 0x0001, CDR_BE = 0x0000
     sec, nanosec = struct.unpack_from(order + 'iI', raw, 4)

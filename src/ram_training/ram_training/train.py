@@ -507,7 +507,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         if log is not None:
             log.close()
         if step == cfg.train.steps:
-            info = {"name": cfg.train.name, "steps": step, "config": cfg.to_dict(), "commit": commit, "val": last_val}
+            info = {"name": cfg.train.name, "steps": step, "input_size": list(cfg.data.image_size),
+                    "config": cfg.to_dict(), "commit": commit, "val": last_val}
             path = save_weights(run_dir / "model.safetensors", model, info)
             print(f"ram-train: wrote {path} after {step} steps ({format_eta(time.time() - run_start)})", file=sys.stderr)
     if world > 1:

@@ -11,7 +11,7 @@ from ament_index_python.packages import get_package_prefix, get_package_share_di
 
 from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
-from ram_training.replay import ReplayConfig, _stamp_of_image, replay_into_node  # noqa: E402
+from ram_training.replay import ReplayConfig, _header_stamp, replay_into_node  # noqa: E402
 
 
 def _write_bag(path: Path, frames: int, width=64, height=32):
@@ -31,7 +31,7 @@ def _write_bag(path: Path, frames: int, width=64, height=32):
             image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
             raw = typestore.serialize_cdr(rosbag_io.image_message(typestore, image, header),
                                           'sensor_msgs/msg/Image')
-            assert _stamp_of_image(bytes(raw)) == stamp
+            assert _header_stamp(bytes(raw)) == stamp
             writer.write(image_conn, stamp, raw)
             gt = rosbag_io.tracks_message(typestore, [], header, {}, config, t)
             writer.write(gt_conn, stamp, typestore.serialize_cdr(

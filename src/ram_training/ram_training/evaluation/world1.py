@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ram_tracker.checkpoint import load_weights
+from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_tracker.pipeline import FrameResult, StreamingModel
 from ram_tracker.tracker import Tracker, TrackerConfig
 from ram_training.data import world_lacater
@@ -123,10 +123,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, info = load_weights(args.model)
-    size = args.input_size or info.get('input_size')
+    size = args.input_size.split('x') if args.input_size else trained_input_size(info)
     if size is None:
         parser.error('--input-size is needed (the model file does not record its input size)')
-    width, height = (int(v) for v in (size.split('x') if isinstance(size, str) else size))
+    width, height = (int(v) for v in size)
     models = {'ram_model': (model, {m: occ for m, occ in OCCLUSION_MODELS.items()})}
     if args.baseline_model:
         baseline, _ = load_weights(args.baseline_model)
