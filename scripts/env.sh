@@ -21,5 +21,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$_ram_root/config/fastdds_shm.xml}
+# OpenMP threads sleep instead of spinning while they wait: when other processes share the
+# cores (a robot, CI, two training runs) spinning made 2-thread torch 10-40x slower (measured).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 export RAM_ROS_ROOT=$_ram_root
 unset _ram_root

@@ -1,7 +1,6 @@
 """Inference backends: ONNX export of the streaming step, ONNX Runtime parity with torch over a
 50-frame sequence (outputs, recurrent state and tracks), backend selection, the ONNX and
 TensorRT caches. TensorRT itself runs only where the tensorrt package and CUDA exist."""
-import os
 
 import numpy as np
 import pytest
@@ -29,15 +28,6 @@ TOLERANCE = 1e-4
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv('RAM_ROS_CACHE', str(tmp_path / 'cache'))
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: one torch thread is faster, and much faster on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

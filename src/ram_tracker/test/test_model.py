@@ -8,15 +8,6 @@ from ram_tracker import walk
 from ram_tracker.model import ModelConfig, RAMModel, build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw) -> ModelConfig:
     base = dict(backbone_width=8, neck_channels=16, memory_channels=16, head_channels=16, embed_channels=16)
     base.update(kw)

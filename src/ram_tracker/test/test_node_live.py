@@ -4,7 +4,6 @@ Three processes: this test (subscribes to tracks and /diagnostics), the node sta
 installed executable with the installed params file, and frames_publisher.py sending a mix of
 good images (all encodings, padded rows) and malformed ones.
 """
-import os
 import subprocess
 import sys
 import time

@@ -6,15 +6,6 @@ import torch.nn.functional as F
 from ram_tracker import walk
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def embeddings(B, D, H, W, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(B, D, H, W, generator=g, dtype=dtype)

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
 from ram_tracker import walk
 from ram_tracker.model import OUTPUT_STRIDE

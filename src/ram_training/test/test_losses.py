@@ -1,21 +1,12 @@
 """Targets and losses (ram_training.targets / ram_training.losses) on hand-built clips."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ram_tracker import walk
 from ram_tracker.model import ModelConfig, build_model
 from ram_training.losses import LossConfig, compute_losses, ram_losses, smoothing_mask
 from ram_training.targets import build_targets
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 H, W = 64, 64                       # stride 4 -> 16x16 maps; unpooled nodes 16x16, stride 4 px
 GRID = walk.NodeGrid(16, 16, 4.0)

@@ -9,7 +9,6 @@ An untrained walk is no better than the last-seen position, so the margin is lea
 """
 import time
 
-import pytest
 import torch
 
 from ram_tracker import walk
@@ -77,15 +76,6 @@ def occlusion_errors(model, clip, cfg):
                 walk_err.append((guess - centre[b, t]).norm())
                 last_err.append((last - centre[b, t]).norm())
     return torch.stack(walk_err).mean().item(), torch.stack(last_err).mean().item()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation cost (and CI shares 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_walker_finds_the_hidden_blob_with_ram_only():
