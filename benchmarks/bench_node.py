@@ -48,7 +48,8 @@ def measure(label, camera, model_input, model, seconds, env) -> dict:
     params = ROOT / 'install' / 'ram_tracker' / 'share' / 'ram_tracker' / 'config' / 'tracker.yaml'
     node_cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
                 '-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}',
-                '-p', 'device:=cpu', '-p', 'num_threads:=2', '-p', 'publish_debug_image:=false']
+                '-p', 'device:=cpu', '-p', 'backend:=torch', '-p', 'num_threads:=2',
+                '-p', 'publish_debug_image:=false']
     if model:
         node_cmd += ['-p', f'model_path:={model}']
     source = _world2_frames(camera)

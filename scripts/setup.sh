@@ -40,10 +40,10 @@ if [ ! -f "$stamp_file" ] || [ "$(cat "$stamp_file")" != "$stamp_value" ]; then
       "$PYTHON" -m venv "$VENV"
     fi
   fi
-  pip_args=(-q --disable-pip-version-check -r requirements.in -c requirements.lock)
+  pip_args=(-qq --disable-pip-version-check -r requirements.in -c requirements.lock)
   [ "$mode" = wheels ] && pip_args+=(-r requirements-ros.in)
   "$VENV/bin/python" -m pip install "${pip_args[@]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.in
+  "$VENV/bin/python" -m pip install -qq --disable-pip-version-check --no-deps -r requirements-nodeps.in
   if [ "$mode" = wheels ]; then
     # The wheels' CMake export files name their build machine's Python and numpy include
     # dirs; a msg package fails with "includes non-existent path" until they are rewritten.
