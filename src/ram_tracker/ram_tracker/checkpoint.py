@@ -35,6 +35,7 @@ def save_weights(path: str | Path, model: RAMModel, info: dict | None = None) ->
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a deployed model is readable by everyone
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,9 +2,10 @@
 
 Lockstep: image i is published (its stored CDR bytes, so the header stamp is the recorded one),
 then the replayer waits for the node's `tracks` answer carrying that stamp before sending image
-i + 1. Every frame is processed, whatever the machine's speed, so results are comparable across
-machines and identical to the offline path on the same frames. A frame without an answer
-within `answer_timeout_s` is counted as missed and the replay goes on.
+i + 1 (an unanswered image is resent, at most `send_attempts` times). Every frame is processed,
+whatever the machine's speed, so results are comparable across machines and identical to the
+offline path on the same frames. A frame still without an answer within `answer_timeout_s` is
+counted as missed and the replay goes on.
 
 Recorded (rosbag2, raw CDR as received): the node's outputs (tracks, belief, belief_grid,
 markers, and debug_image when asked) plus the input bag's ground-truth tracks and camera info, so
@@ -36,7 +37,8 @@ class ReplayConfig:
     node_namespace: str = ''                        # where the node's topics live
     node_image_topic: str = 'image'                 # what the node subscribes to
     record: tuple = ('tracks', 'belief', 'belief_grid', 'markers')
-    answer_timeout_s: float = 30.0
+    answer_timeout_s: float = 30.0                  # per frame, over all send attempts
+    send_attempts: int = 3
     discovery_timeout_s: float = 120.0              # node start-up includes loading the model
     storage: str = 'mcap'
     max_frames: int | None = None
@@ -138,11 +140,16 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
                 break
             stamp = _header_stamp(raw)
             current_stamp[0] = stamp
-            image_pub.publish(raw)
             result.frames += 1
-            wait_until = time.monotonic() + config.answer_timeout_s
-            while stamp not in answers and time.monotonic() < wait_until:
-                executor.spin_once(timeout_sec=0.01)
+            # The node subscribes best effort: a sample can be lost (typically the very first,
+            # while the shared-memory channel is still being set up). Resend it, bounded.
+            for attempt in range(config.send_attempts):
+                image_pub.publish(raw)
+                wait_until = time.monotonic() + config.answer_timeout_s / config.send_attempts
+                while stamp not in answers and time.monotonic() < wait_until:
+                    executor.spin_once(timeout_sec=0.01)
+                if stamp in answers:
+                    break
             if stamp in answers:
                 result.answered += 1
                 last_answer = time.monotonic()
