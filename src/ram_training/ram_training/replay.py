@@ -14,7 +14,6 @@ the output bag alone is enough to score and to look at.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,10 +76,6 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     if config.image_topic not in in_topics:
         raise ValueError(f'{in_bag}: no topic {config.image_topic} (has: {", ".join(in_topics)})')
     out_bag = Path(out_bag)
-    staging = out_bag.parent / f'.{out_bag.name}.partial{os.getpid()}'
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
     plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
     context = rclpy.Context()
@@ -91,94 +86,91 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     result = ReplayResult(out_bag=str(out_bag))
     answers: dict[int, object] = {}
     current_stamp = [0]
-    writer = Writer(staging / out_bag.name, version=9, storage_plugin=plugins[config.storage])
-    writer.open()
-    try:
-        connections = {}
-        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        for name in config.record:
-            topic = _topic(config.node_namespace, name)
-            msgtype = NODE_OUTPUTS[name]
-            connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
-            # debug_image is published with sensor-data QoS (best effort): match it
-            qos = qos_profile_sensor_data if name == 'debug_image' else reliable
+    with rosbag_io.staged_bag_dir(out_bag) as staged_path:   # out_bag appears only when complete
+        writer = Writer(staged_path, version=9, storage_plugin=plugins[config.storage])
+        writer.open()
+        try:
+            connections = {}
+            reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+            for name in config.record:
+                topic = _topic(config.node_namespace, name)
+                msgtype = NODE_OUTPUTS[name]
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
+                # debug_image is published with sensor-data QoS (best effort): match it
+                qos = qos_profile_sensor_data if name == 'debug_image' else reliable
 
-            def on_raw(raw, topic=topic, name=name):
-                # Log time = the header stamp of the frame the message answers, so the output
-                # bag lines up with the input bag (MarkerArray has no header: the frame in
-                # flight, which in lockstep is the one it answers).
-                stamp = current_stamp[0] if name == 'markers' else _header_stamp(raw)
-                writer.write(connections[topic], stamp, raw)
-                if name == 'tracks':
-                    msg = deserialize_message(raw, TrackedObjectArray)
-                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                    answers[stamp] = msg
-            node.create_subscription(message_class(msgtype), topic, on_raw, qos, raw=True)
-        for topic in config.copy_topics:
-            if topic in in_topics:
-                connections[topic] = writer.add_connection(topic, in_topics[topic][0],
-                                                           typestore=typestore)
-        image_pub = node.create_publisher(
-            Image, _topic(config.node_namespace, config.node_image_topic), reliable)
-        tracks_topic = _topic(config.node_namespace, 'tracks')
-        deadline = time.monotonic() + config.discovery_timeout_s
-        while image_pub.get_subscription_count() == 0 or \
-                node.count_publishers(tracks_topic) == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
-                                   f'after {config.discovery_timeout_s:.0f} s')
-            executor.spin_once(timeout_sec=0.05)
-        started = time.monotonic()
-        first_answer = last_answer = None
-        for topic, msgtype, log_time, raw in rosbag_io.iterate_raw(in_bag):
-            if topic in config.copy_topics and topic in connections:
-                writer.write(connections[topic], log_time, raw)
-                continue
-            if topic != config.image_topic:
-                continue
-            if config.max_frames is not None and result.frames >= config.max_frames:
-                break
-            stamp = _header_stamp(raw)
-            current_stamp[0] = stamp
-            result.frames += 1
-            # The node subscribes best effort: a sample can be lost (typically the very first,
-            # while the shared-memory channel is still being set up). Resend it, bounded.
-            for attempt in range(config.send_attempts):
-                image_pub.publish(raw)
-                wait_until = time.monotonic() + config.answer_timeout_s / config.send_attempts
-                while stamp not in answers and time.monotonic() < wait_until:
-                    executor.spin_once(timeout_sec=0.01)
-                if stamp in answers:
+                def on_raw(raw, topic=topic, name=name):
+                    # Log time = the header stamp of the frame the message answers, so the output
+                    # bag lines up with the input bag (MarkerArray has no header: the frame in
+                    # flight, which in lockstep is the one it answers).
+                    stamp = current_stamp[0] if name == 'markers' else _header_stamp(raw)
+                    writer.write(connections[topic], stamp, raw)
+                    if name == 'tracks':
+                        msg = deserialize_message(raw, TrackedObjectArray)
+                        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                        answers[stamp] = msg
+                node.create_subscription(message_class(msgtype), topic, on_raw, qos, raw=True)
+            for topic in config.copy_topics:
+                if topic in in_topics:
+                    connections[topic] = writer.add_connection(topic, in_topics[topic][0],
+                                                               typestore=typestore)
+            image_pub = node.create_publisher(
+                Image, _topic(config.node_namespace, config.node_image_topic), reliable)
+            tracks_topic = _topic(config.node_namespace, 'tracks')
+            deadline = time.monotonic() + config.discovery_timeout_s
+            while image_pub.get_subscription_count() == 0 or \
+                    node.count_publishers(tracks_topic) == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
+                                       f'after {config.discovery_timeout_s:.0f} s')
+                executor.spin_once(timeout_sec=0.05)
+            started = time.monotonic()
+            first_answer = last_answer = None
+            for topic, msgtype, log_time, raw in rosbag_io.iterate_raw(in_bag):
+                if topic in config.copy_topics and topic in connections:
+                    writer.write(connections[topic], log_time, raw)
+                    continue
+                if topic != config.image_topic:
+                    continue
+                if config.max_frames is not None and result.frames >= config.max_frames:
                     break
-            if stamp in answers:
-                result.answered += 1
-                last_answer = time.monotonic()
-                first_answer = first_answer or last_answer
-                if on_answer:
-                    on_answer(result.frames - 1, answers[stamp])
-                answers.pop(stamp)
-            else:
-                result.missed_stamps.append(stamp)
-                log(f'[replay] no answer for frame {result.frames - 1} (stamp {stamp})')
-            if result.frames % 50 == 0:
-                log(f'[replay] {result.frames} frames, '
-                    f'{result.frames / (time.monotonic() - started):.1f} frames/s')
-        # let the last outputs (belief etc.) arrive
-        settle = time.monotonic() + 0.5
-        while time.monotonic() < settle:
-            executor.spin_once(timeout_sec=0.05)
-        result.seconds = time.monotonic() - started
-        if result.answered > 1 and last_answer > first_answer:
-            result.node_fps = (result.answered - 1) / (last_answer - first_answer)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        writer.close()
-    if out_bag.exists():
-        shutil.rmtree(out_bag)
-    os.replace(staging / out_bag.name, out_bag)
-    staging.rmdir()
+                stamp = _header_stamp(raw)
+                current_stamp[0] = stamp
+                result.frames += 1
+                # The node subscribes best effort: a sample can be lost (typically the very first,
+                # while the shared-memory channel is still being set up). Resend it, bounded.
+                for attempt in range(config.send_attempts):
+                    image_pub.publish(raw)
+                    wait_until = time.monotonic() + config.answer_timeout_s / config.send_attempts
+                    while stamp not in answers and time.monotonic() < wait_until:
+                        executor.spin_once(timeout_sec=0.01)
+                    if stamp in answers:
+                        break
+                if stamp in answers:
+                    result.answered += 1
+                    last_answer = time.monotonic()
+                    first_answer = first_answer or last_answer
+                    if on_answer:
+                        on_answer(result.frames - 1, answers[stamp])
+                    answers.pop(stamp)
+                else:
+                    result.missed_stamps.append(stamp)
+                    log(f'[replay] no answer for frame {result.frames - 1} (stamp {stamp})')
+                if result.frames % 50 == 0:
+                    log(f'[replay] {result.frames} frames, '
+                        f'{result.frames / (time.monotonic() - started):.1f} frames/s')
+            # let the last outputs (belief etc.) arrive
+            settle = time.monotonic() + 0.5
+            while time.monotonic() < settle:
+                executor.spin_once(timeout_sec=0.05)
+            result.seconds = time.monotonic() - started
+            if result.answered > 1 and last_answer > first_answer:
+                result.node_fps = (result.answered - 1) / (last_answer - first_answer)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+            writer.close()
     return result
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -193,23 +194,34 @@ def world1_to_bag(video_path, bag_path, config: BagConfig = BagConfig(rate_hz=30
     return write_frames_bag(bag_path, frames(), config, typestore)
 
 
-def write_frames_bag(bag_path, frames, config: BagConfig, typestore) -> dict:
-    """Write (header, rgb image, calib or None, TrackedObjectArray) per frame into a bag with
-    the image, camera_info and ground-truth topics of `config`. Atomic: written inside a
-    temporary parent under its final name (rosbags names the storage file after the bag
-    directory), then moved into place once complete."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-    if config.storage not in plugins:
-        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {config.storage!r}")
+@contextmanager
+def staged_bag_dir(bag_path):
+    """Where to write a bag so that `bag_path` only ever holds a complete one: a temporary
+    parent holds it under its final name (rosbags names the storage file after the bag
+    directory) and it is moved into place when the block completes. After an exception nothing
+    is moved (the partial bag stays in the hidden staging folder)."""
     bag_path = Path(bag_path)
     staging = bag_path.parent / f".{bag_path.name}.partial{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    tmp = staging / bag_path.name
+    yield staging / bag_path.name
+    if bag_path.exists():
+        shutil.rmtree(bag_path)
+    os.replace(staging / bag_path.name, bag_path)
+    staging.rmdir()
+
+
+def write_frames_bag(bag_path, frames, config: BagConfig, typestore) -> dict:
+    """Write (header, rgb image, calib or None, TrackedObjectArray) per frame into a bag with
+    the image, camera_info and ground-truth topics of `config`, atomically (staged_bag_dir)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if config.storage not in plugins:
+        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {config.storage!r}")
+    bag_path = Path(bag_path)
     count = 0
-    with Writer(tmp, version=9, storage_plugin=plugins[config.storage]) as writer:
+    with staged_bag_dir(bag_path) as tmp, Writer(tmp, version=9, storage_plugin=plugins[config.storage]) as writer:
         image_conn = writer.add_connection(config.image_topic, "sensor_msgs/msg/Image", typestore=typestore)
         info_conn = writer.add_connection(config.camera_info_topic, "sensor_msgs/msg/CameraInfo", typestore=typestore)
         tracks_conn = writer.add_connection(config.tracks_topic, "ram_msgs/msg/TrackedObjectArray", typestore=typestore)
@@ -222,10 +234,6 @@ def write_frames_bag(bag_path, frames, config: BagConfig, typestore) -> dict:
                                                                    "sensor_msgs/msg/CameraInfo"))
             writer.write(tracks_conn, stamp, typestore.serialize_cdr(tracks, "ram_msgs/msg/TrackedObjectArray"))
             count += 1
-    if bag_path.exists():
-        shutil.rmtree(bag_path)
-    os.replace(tmp, bag_path)
-    staging.rmdir()
     return {"bag": str(bag_path), "frames": count, "storage": config.storage,
             "bytes": sum(p.stat().st_size for p in bag_path.rglob("*") if p.is_file())}
 
