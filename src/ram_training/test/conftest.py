@@ -1,5 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
+
+# A model small enough for CPU tests, with World 1's classes (used by the training tests).
+TINY_MODEL = dict(class_names=["target", "cube", "sphere", "cylinder", "cone"], backbone_width=8, neck_channels=16,
+                  memory_channels=16, head_channels=16, embed_channels=16, embed_pool="none", walk_radius=0.1)
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +16,14 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world1(tmp_path_factory) -> Path:
+    """A tiny World 1 dataset (2 train videos, 1 val video, 48 frames at 64x64)."""
+    from ram_training.data import world_lacater as w1
+    root = tmp_path_factory.mktemp("world1")
+    spec = w1.World1DatasetSpec(config=w1.World1Config(width=64, height=64, num_frames=48),
+                                counts={"train": 2, "val": 1, "test": 0}, base_seed=3)
+    w1.generate_dataset(root, spec, workers=1)
+    return root

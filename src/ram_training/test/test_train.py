@@ -13,24 +13,11 @@ import pytest
 import torch
 import yaml
 
+from conftest import TINY_MODEL
 from ram_tracker.checkpoint import load_weights
 from ram_training import train
 from ram_training.occlusion_metric import occluded_localisation
 from ram_training.train_config import from_dict, load_config
-
-TINY_MODEL = dict(class_names=["target", "cube", "sphere", "cylinder", "cone"], backbone_width=8, neck_channels=16,
-                  memory_channels=16, head_channels=16, embed_channels=16, embed_pool="none", walk_radius=0.1)
-
-
-@pytest.fixture(scope="module")
-def world1(tmp_path_factory) -> Path:
-    from ram_training.data import world_lacater as w1
-    root = tmp_path_factory.mktemp("world1")
-    spec = w1.World1DatasetSpec(config=w1.World1Config(width=64, height=64, num_frames=48),
-                                counts={"train": 2, "val": 1, "test": 0}, base_seed=3)
-    w1.generate_dataset(root, spec, workers=1)
-    return root
-
 
 def write_config(tmp_path, world1, name="tiny", **sections) -> Path:
     raw = {"data": dict(kind="world1", root=str(world1), train_split="train", val_split="val", clip_length=4,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_bytes
+from .jobs import run_jobs
 from .render import Camera, Primitive, Sprite, box_primitive, composite, draw_ground, vertical_gradient
 
 CLASS_NAMES = ("target", "cube", "sphere", "cylinder", "cone")
@@ -550,22 +551,10 @@ def summarize(records: list[dict], fps: int) -> dict:
 def generate_dataset(out_dir: Path, spec: World1DatasetSpec, workers: int = 2,
                      frames: str = "none", progress=None) -> dict:
     """Generate all splits (videos in parallel) and write <out_dir>/world1.json."""
-    from multiprocessing import get_context
     out_dir = Path(out_dir)
     jobs = [(out_dir, split, i, spec.config, spec.base_seed, frames)
             for split in SPLITS for i in range(int(spec.counts.get(split, 0)))]
-    records = []
-    if workers <= 1:
-        for job in jobs:
-            records.append(_generate_video_star(job))
-            if progress:
-                progress(len(records), len(jobs))
-    else:
-        with get_context("fork").Pool(workers) as pool:
-            for record in pool.imap(_generate_video_star, jobs, chunksize=1):
-                records.append(record)
-                if progress:
-                    progress(len(records), len(jobs))
+    records = run_jobs(_generate_video_star, jobs, workers, progress)
     summary = {
         "world": "world1_lacater",
         "config": asdict(spec.config),

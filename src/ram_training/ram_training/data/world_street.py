@@ -25,6 +25,7 @@ import numpy as np
 
 from . import kitti
 from .atomic import atomic_write_bytes
+from .jobs import run_jobs
 from .render import (NEAR_PLANE, Camera, Primitive, Sprite, box_primitive, composite, draw_ground,
                      fill_polygons, vertical_gradient)
 
@@ -521,21 +522,9 @@ def summarize_runs(runs: list[int]) -> dict:
 
 
 def generate_dataset(root: Path, spec: World2DatasetSpec, workers: int = 2, progress=None) -> dict:
-    from multiprocessing import get_context
     root = Path(root)
     jobs = [(root, i, spec.config, spec.base_seed) for i in range(spec.num_sequences)]
-    records = []
-    if workers <= 1:
-        for job in jobs:
-            records.append(_generate_star(job))
-            if progress:
-                progress(len(records), len(jobs))
-    else:
-        with get_context("fork").Pool(workers) as pool:
-            for record in pool.imap(_generate_star, jobs, chunksize=1):
-                records.append(record)
-                if progress:
-                    progress(len(records), len(jobs))
+    records = run_jobs(_generate_star, jobs, workers, progress)
     records.sort(key=lambda r: r["sequence"])
     seqmap = "".join(f"{r['sequence']} empty 000000 {r['frames']:06d}\n" for r in records)
     atomic_write_bytes(root / "evaluate_tracking.seqmap.training", seqmap.encode())
