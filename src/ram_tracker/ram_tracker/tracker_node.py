@@ -190,10 +190,14 @@ class TrackerNode(LifecycleNode):
         self._pubs['tracks'].publish(tracks_to_msg(header, result.tracks))
         self._pubs['belief'].publish(beliefs_to_msg(header, result.beliefs,
                                                     (msg.width, msg.height), p['belief_topk']))
+        # Display-only topics are built only for someone who watches them (per-frame cost).
         grid = self._pipeline.grid
-        self._pubs['belief_grid'].publish(belief_occupancy_grid(
-            header, result.beliefs, (grid.height, grid.width), p['display_scale']))
-        self._pubs['markers'].publish(track_markers(header, result.tracks, p['display_scale']))
+        if self._pubs['belief_grid'].get_subscription_count() > 0:
+            self._pubs['belief_grid'].publish(belief_occupancy_grid(
+                header, result.beliefs, (grid.height, grid.width), p['display_scale']))
+        if self._pubs['markers'].get_subscription_count() > 0:
+            self._pubs['markers'].publish(track_markers(header, result.tracks,
+                                                        p['display_scale']))
         debug_pub = self._pubs['debug_image']
         if p['publish_debug_image'] and debug_pub.get_subscription_count() > 0:
             fields = rgb_to_image_fields(draw_tracks(rgb, result.tracks, result.beliefs))
