@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,11 @@ import torch
 
 from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_tracker.pipeline import FrameResult, StreamingModel
-from ram_tracker.tracker import Tracker, TrackerConfig
+from ram_tracker.tracker import TrackerConfig
 from ram_training.data import world_lacater
 from ram_training.data.atomic import atomic_write_text
 from ram_training.data.clips import world1_videos
+from ram_training.evaluation.one_pass import OnePassTrackers
 
 STATES = world_lacater.STATE_NAMES
 # LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions.
@@ -89,15 +89,12 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
         for label, (model, methods) in models.items():
             stream = StreamingModel(model, input_size, torch.device('cpu'),
                                     tracker_config.det_threshold)
-            trackers = {m: Tracker(replace(tracker_config, occlusion_model=occ), input_size)
-                        for m, occ in methods.items()}
+            trackers = OnePassTrackers(stream, tracker_config, methods)
             ious = {m: {s: [] for s in STATES} for m in methods}
             for t in range(video.num_frames):
-                inference = stream.infer(video.image(t), need_transition=True)
-                for method, tracker in trackers.items():
-                    tracks = tracker.update(inference.detections, inference.transition,
-                                            stream.grid)
-                    box = target_box(stream.frame_result(tracks, inference))
+                _, results = trackers.step(video.image(t))
+                for method, result in results.items():
+                    box = target_box(result)
                     iou = 0.0 if box is None else box_iou(box, truth[t])
                     ious[method][STATES[states[t]]].append(iou)
             for method in methods:
