@@ -17,6 +17,13 @@ if [ -f "$_ram_root/install/local_setup.bash" ]; then
   # shellcheck disable=SC1091
   . "$_ram_root/install/local_setup.bash"
 fi
+# The command-line tools (ram-data, ram-train, ram-eval, ram-export): ament_python installs
+# console scripts into lib/<package>/ (for `ros2 run`), which is not on PATH by itself.
+for _ram_pkg in ram_training ram_tracker; do
+  _ram_bin="$_ram_root/install/$_ram_pkg/lib/$_ram_pkg"
+  case ":$PATH:" in *":$_ram_bin:"*) ;; *) [ -d "$_ram_bin" ] && export PATH="$_ram_bin:$PATH" ;; esac
+done
+unset _ram_pkg _ram_bin
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
