@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ram_training.node_process import start_node
 
 # The repository (scripts/env.sh exports it; a --symlink-install build resolves to the source).
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[3])
@@ -42,24 +43,6 @@ def demo_video(out: Path) -> Path:
                                            base_seed=DEMO_SEED)
     world_lacater.generate_dataset(folder, spec, workers=1)
     return world_lacater.list_videos(folder, 'test')[0]
-
-
-def start_node(model: Path, input_size, env, log_path: Path,
-               extra_params: dict | None = None) -> subprocess.Popen:
-    """The installed tracker_node with the installed params file, the model and Algorithm 1's
-    LA-CATER settings; `extra_params` override any parameter (e.g. occlusion_model)."""
-    from ament_index_python.packages import get_package_prefix, get_package_share_directory
-    lib = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker'
-    params = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
-    cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
-           '-p', f'model_path:={model}', '-p', f'input_width:={input_size[0]}',
-           '-p', f'input_height:={input_size[1]}', '-p', 'device:=cpu',
-           # LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions
-           '-p', 'max_age:=300', '-p', 'walker_min_confidence:=0.005',
-           '-r', 'image:=/image']
-    for name, value in (extra_params or {}).items():
-        cmd[-2:-2] = ['-p', f'{name}:={value}']
-    return subprocess.Popen(cmd, env=env, stdout=open(log_path, 'w'), stderr=subprocess.STDOUT)
 
 
 def summarize(out_bag: Path, node_fps: float) -> tuple[dict, list]:
