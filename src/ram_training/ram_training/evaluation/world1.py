@@ -7,7 +7,14 @@ the target's true box (known even when hidden) is averaged over the frames of ea
 frames in that state. No frame is skipped: a frame without a target box scores IoU 0.
 
 One model pass per frame feeds every occlusion model (walker, last seen, constant velocity,
-none), so the comparison is on identical detections.
+none) and the nearest-occluder heuristic, so the comparison is on identical detections.
+
+Nearest-occluder heuristic (`nearest_occluder`; the "Heuristic" row of the paper's Table 1,
+from OPNet, Shamsian et al. 2020): while the target is hidden it is assumed to be inside or
+behind the object nearest to where it was last seen, and its box (last seen size) is centred on
+that object, following it. The objects are the tracker's own tracks (CenterTrack association,
+occlusion model 'none') of the non-target classes, never the ground truth; see
+`NearestOccluderHeuristic`.
 
     python -m ram_training.evaluation.world1 --model models/world1_ram.safetensors \
         --data data/world1 --split test --out eval/world1.json
@@ -33,8 +40,11 @@ from ram_training.evaluation.one_pass import OnePassTrackers
 STATES = world_lacater.STATE_NAMES
 # LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions.
 LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005)
+# Not an occlusion model of the tracker: the heuristic runs on a CenterTrack tracker ('none').
+NEAREST_OCCLUDER = 'nearest_occluder'
 OCCLUSION_MODELS = {'ram': 'walker', 'last_seen': 'static',
-                    'constant_velocity': 'constant_velocity', 'no_permanence': 'none'}
+                    'constant_velocity': 'constant_velocity', 'no_permanence': 'none',
+                    'nearest_occluder': NEAREST_OCCLUDER}
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,6 +70,55 @@ def target_box(result: FrameResult, class_name: str = 'target') -> np.ndarray | 
     return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
+class NearestOccluderHeuristic:
+    """The target's box from one tracker's frame results (source pixels), attached to its
+    nearest occluder while hidden. Per frame (`update`):
+
+    * a visible target track (class `target_class`; the highest-scoring one): its box is the
+      answer, and it is remembered (centre and size); any attachment is dropped;
+    * no visible target, but one was seen before: the target follows the object it is attached
+      to: the box keeps the target's last seen size, centred on that object's box. The
+      attachment is made on the first hidden frame to the visible non-target track whose centre
+      is nearest to the target's last seen centre, and kept (by track id) while that track is
+      visible, even if another object comes nearer. When the attached track is not visible
+      (its track ended), the target attaches again, to the visible non-target track nearest to
+      its current estimate; with no such track the estimate stays where it is;
+    * never seen yet: None.
+
+    Fed with a tracker whose occlusion model is 'none', every live track is a detection of this
+    frame: the heuristic sees only what the detector sees."""
+
+    def __init__(self, target_class: str = 'target'):
+        self.target_class = target_class
+        self.reset()
+
+    def reset(self) -> None:
+        self.estimate: np.ndarray | None = None     # cx, cy, w, h
+        self.occluder_id: int | None = None
+
+    def update(self, result: FrameResult) -> np.ndarray | None:
+        """The target box (x1, y1, x2, y2) for this frame, or None."""
+        visible = [t for t in result.tracks if t.state == 'visible']
+        targets = [t for t in visible if t.class_name == self.target_class]
+        if targets:
+            best = max(targets, key=lambda t: t.score)
+            self.estimate = np.asarray(best.box_cxcywh, np.float64).copy()
+            self.occluder_id = None
+        elif self.estimate is not None:
+            others = [t for t in visible if t.class_name != self.target_class]
+            occluder = next((t for t in others if t.track_id == self.occluder_id), None)
+            if occluder is None and others:
+                occluder = min(others, key=lambda t: float(np.hypot(
+                    *(np.asarray(t.box_cxcywh[:2]) - self.estimate[:2]))))
+                self.occluder_id = occluder.track_id
+            if occluder is not None:
+                self.estimate[:2] = occluder.box_cxcywh[:2]
+        if self.estimate is None:
+            return None
+        (cx, cy), (w, h) = self.estimate[:2], self.estimate[2:]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
 def summarize(per_video: list[dict[str, list[float]]]) -> dict:
     """Per-state mean IoU: frames averaged within a video, then videos averaged."""
     out = {}
@@ -76,7 +135,8 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
                     tracker_config: TrackerConfig = LACATER_TRACKER, log=print) -> dict:
     """models: label -> (RAMModel, {method: occlusion_model}). Returns {label/method: metrics}.
 
-    Each model runs once per frame; all of its methods track from that one inference.
+    Each model runs once per frame; all of its methods track from that one inference. The
+    occlusion model NEAREST_OCCLUDER is the heuristic on a tracker with occlusion model 'none'.
     """
     videos = world1_videos(root, split)[:max_videos]
     per_video: dict[str, list] = {}
@@ -89,12 +149,16 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
         for label, (model, methods) in models.items():
             stream = StreamingModel(model, input_size, torch.device('cpu'),
                                     tracker_config.det_threshold)
-            trackers = OnePassTrackers(stream, tracker_config, methods)
+            heuristics = {m: NearestOccluderHeuristic() for m, occ in methods.items()
+                          if occ == NEAREST_OCCLUDER}
+            trackers = OnePassTrackers(stream, tracker_config, {
+                m: 'none' if m in heuristics else occ for m, occ in methods.items()})
             ious = {m: {s: [] for s in STATES} for m in methods}
             for t in range(video.num_frames):
                 _, results = trackers.step(video.image(t))
                 for method, result in results.items():
-                    box = target_box(result)
+                    box = (heuristics[method].update(result) if method in heuristics
+                           else target_box(result))
                     iou = 0.0 if box is None else box_iou(box, truth[t])
                     ious[method][STATES[states[t]]].append(iou)
             for method in methods:
@@ -134,6 +198,7 @@ def main(argv=None) -> int:
         'last_seen': results['ram_model/last_seen'],
         'constant_velocity': results['ram_model/constant_velocity'],
         'no_permanence': results['ram_model/no_permanence'],
+        'nearest_occluder': results['ram_model/nearest_occluder'],
     }
     if args.baseline_model:
         report['no_walk_loss'] = results['no_walk_loss/walker']
