@@ -21,6 +21,7 @@ setup(
         'console_scripts': [
             'ram-data = ram_training.data.cli:main',
             'ram-train = ram_training.train:main',
+            'ram-eval = ram_training.evaluation.kitti_eval:main',
         ],
     },
 )

@@ -120,6 +120,12 @@ class StreamingModel:
         self._state = None
         self._source_size = None
 
+    @property
+    def embed(self) -> Optional[torch.Tensor]:
+        """Node embeddings q_t (1, D, h, w) of the last frame `infer` saw, on the backend's
+        device (evaluation measures walks with them); None before a stream's first frame."""
+        return None if self._state is None else self._state[1]
+
     @torch.inference_mode()
     def infer(self, rgb: np.ndarray, need_transition: bool = True) -> Inference:
         """One frame (H, W, 3) uint8 RGB. The transition costs a few ms: ask only when some
