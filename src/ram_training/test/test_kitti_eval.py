@@ -199,6 +199,22 @@ def test_offline_resumes_per_sequence_and_reruns_on_new_parameters(world2, model
     assert not list(out.rglob('*.tmp*')) and not list(out.rglob('.*partial*'))
 
 
+def test_peer_trackers_are_scored_on_the_same_detections(world2, model_path, tmp_path):
+    pytest.importorskip('trackers')
+    from ram_training.evaluation.peers import PEER_TRACKERS, make_peer
+    out = tmp_path / 'eval'
+    summary = kitti_eval.evaluate_dataset(
+        world2, model_path, out, sequences=['0001'], path='offline', params_overrides=PARAMS,
+        methods=('walker', 'none'), max_frames=15, log=lambda *_: None,
+        extra_trackers={name: make_peer(name) for name in PEER_TRACKERS})
+    assert set(summary['methods']) == {'walker', 'none', *PEER_TRACKERS}
+    assert set(summary['occluded_localization']['tracks']) == {'walker', 'none', *PEER_TRACKERS}
+    for name in PEER_TRACKERS:
+        assert read_results(out / 'results' / name / '0001.txt'), name    # they tracked
+        assert summary['per_sequence']['0001']['offline']['extra_trackers'][name]['seconds'] >= 0
+        assert (out / 'scores' / f'{name}.json').is_file()
+
+
 def test_comparison_notices_a_difference():
     row = [3, 'car', 'occluded', 10.0, 20.0, 5.0, 6.0, 0.9, 2]
     same = [[list(row)]]

@@ -327,16 +327,6 @@ def _bag_images(bag: Path, image_topic: str = rosbag_io.BagConfig().image_topic)
         yield rosbag_io.decode_image(typestore.deserialize_cdr(raw, msgtype))
 
 
-def _source_detections(detections, sx: float, sy: float):
-    """Detections (model-input pixels) -> source-image pixels."""
-    from ram_tracker.tracker import Detections
-    scale = np.array([sx, sy])
-    return Detections(centers=detections.centers * scale, sizes=detections.sizes * scale,
-                      scores=detections.scores.copy(), classes=detections.classes.copy(),
-                      tracking=detections.tracking * scale,
-                      visibility=detections.visibility.copy())
-
-
 def oracle_walk_errors(sequence: kitti.KittiSequence, embeds: list, stream, source_size):
     """occlusion_metric.occluded_localisation on the model's embeddings of this sequence: the
     walk started at each hidden object's last visible centre vs that centre, against the true
@@ -416,6 +406,7 @@ def run_offline_sequence(seq: str, bag: Path, sequence: kitti.KittiSequence, num
 
     from ram_training.evaluation.kitti_results import write_results
     from ram_training.evaluation.one_pass import OnePassTrackers
+    from ram_training.evaluation.peers import scale_detections
     run_methods = list(dict.fromkeys([*methods, node_method]))
     trackers = OnePassTrackers(pipeline.stream, pipeline.tracker_config,
                                {m: m for m in run_methods})
@@ -434,7 +425,7 @@ def run_offline_sequence(seq: str, bag: Path, sequence: kitti.KittiSequence, num
         if extra_trackers:
             sx = source_size[0] / stream.input_width
             sy = source_size[1] / stream.input_height
-            detections.append(_source_detections(inference.detections, sx, sy))
+            detections.append(scale_detections(inference.detections, sx, sy))
         if want_embeds:
             embeds.append(stream.embed.detach().to('cpu', torch.float16).clone())
     model_s = time.perf_counter() - started
