@@ -49,6 +49,7 @@ Override any of these with `make_peer(name, **params)`.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -102,7 +103,6 @@ def make_peer(name: str, class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
     kwargs = {**DEFAULT_PARAMS[name], **params}
     if 'frame_rate' in kwargs:
         raise ValueError('frame_rate is given per sequence, to the returned track function')
-    import inspect
     accepted = set(inspect.signature(cls.__init__).parameters) - {'self'}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
