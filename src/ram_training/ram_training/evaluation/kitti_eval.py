@@ -358,8 +358,12 @@ def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
     predicted track that last matched it (same class, IoU >= iou_threshold, visible state)
     while it was labelled; on each frame it is hidden (hidden_02) after having been owned, the
     owner is either still alive (not 'lost': kept, error = distance between the owner's box
-    centre and the true centre, source pixels) or gone."""
-    from ram_training.evaluation.world1 import box_iou
+    centre and the true centre, source pixels) or gone.
+
+    Also 'occlusions': per occlusion (world1.occlusion_runs: a run of hidden frames of one
+    object right after a labelled frame) [object track id, first frame, length, mean error over
+    the run's frames with a live owner, or None], the report's `occlusion_errors` records."""
+    from ram_training.evaluation.world1 import box_iou, occlusion_errors
     by_frame: dict = {}
     for r in labels:
         if r.type.lower() in CLASSES and r.track_id >= 0:
@@ -370,6 +374,14 @@ def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
             hidden_by_frame.setdefault(r.frame, []).append(r)
     owner: dict = {}
     sums = {'hidden_frames': 0, 'kept': 0, 'error_sum': 0.0}
+    status: dict = {}                   # gt track id -> per frame 0 / 1 labelled / 2 hidden
+    errors: dict = {}                   # gt track id -> per frame error or None
+    for r in labels:
+        if r.type.lower() in CLASSES and r.track_id >= 0 and r.frame < len(frames):
+            status.setdefault(r.track_id, np.zeros(len(frames), np.int8))[r.frame] = 1
+    for r in hidden:
+        if r.type.lower() in CLASSES and r.frame < len(frames):
+            status.setdefault(r.track_id, np.zeros(len(frames), np.int8))[r.frame] = 2
     for t, rows in enumerate(frames):
         rows = rows or []
         live = {r[0]: r for r in rows if r[2] != 'lost'}
@@ -392,8 +404,14 @@ def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
             if track is None:
                 continue
             x1, y1, x2, y2 = gt.box
+            error = float(np.hypot(track[3] - (x1 + x2) / 2, track[4] - (y1 + y2) / 2))
             sums['kept'] += 1
-            sums['error_sum'] += float(np.hypot(track[3] - (x1 + x2) / 2, track[4] - (y1 + y2) / 2))
+            sums['error_sum'] += error
+            errors.setdefault(gt.track_id, {})[t] = error
+    sums['occlusions'] = [
+        [int(track_id), first, length, error] for track_id, column in sorted(status.items())
+        for first, length, error in occlusion_errors(
+            column, [errors.get(track_id, {}).get(t) for t in range(len(frames))])]
     return sums
 
 
@@ -563,7 +581,8 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
         pipeline = None
         for seq in names:
             fingerprint = _fingerprint(model_info, params, bag_records[seq],
-                                       extra_trackers=sorted(extra_trackers))
+                                       extra_trackers=sorted(extra_trackers),
+                                       occlusion_records=1)
             done_path = out / 'offline' / seq / 'done.json'
             done = _read_json(done_path)
             wanted = set(methods) | {node_method}
@@ -642,8 +661,10 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
 def _occlusion_summary(out: Path, names: Sequence[str], do_offline: bool, params: dict) -> dict:
     """Occluded-localisation errors summed over the sequences' offline records."""
     if not do_offline:
-        return {'occluded_localization_px': {}, 'occluded_localization': None}
+        return {'occluded_localization_px': {}, 'occluded_localization': None,
+                'occlusion_errors': []}
     per_method: dict = {}
+    records = []
     oracle = {'walker_sum': 0.0, 'last_seen_sum': 0.0, 'count': 0}
     for seq in names:
         timing = (_read_json(out / 'offline' / seq / 'done.json') or {}).get('timing', {})
@@ -651,6 +672,9 @@ def _occlusion_summary(out: Path, names: Sequence[str], do_offline: bool, params
             acc = per_method.setdefault(method, {'hidden_frames': 0, 'kept': 0, 'error_sum': 0.0})
             for key in acc:
                 acc[key] += sums[key]
+            records += [{'sequence': seq, 'method': method, 'object': obj, 'first_frame': first,
+                         'occlusion_length': length, 'error_px': error}
+                        for obj, first, length, error in sums.get('occlusions', [])]
         for key in oracle:
             oracle[key] += ((timing.get('oracle_walk') or {}).get(key) or 0)
     details = {}
@@ -663,6 +687,7 @@ def _occlusion_summary(out: Path, names: Sequence[str], do_offline: bool, params
     n = oracle['count']
     return {
         'occluded_localization_px': {m: d['error_px'] for m, d in details.items()},
+        'occlusion_errors': records,
         'occluded_localization': {
             'tracks': details,
             'tracks_note': 'per method: hidden_02 frames of objects a track had matched '

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,44 @@ class NearestOccluderHeuristic:
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
+def occlusion_runs(status: Sequence[int]) -> list[tuple[int, int]]:
+    """The occlusions of one object: (first, length) of each maximal run of hidden frames
+    (status 2) that starts right after a frame in which the object was visible / labelled
+    (status 1; 0 = not in view). Runs that start hidden (never seen before) are not
+    occlusions a tracker could bridge; a run cut by the end of the frames keeps its length."""
+    status = np.asarray(status)
+    runs, t = [], 1
+    while t < len(status):
+        if status[t] == 2 and status[t - 1] == 1:
+            end = t
+            while end < len(status) and status[end] == 2:
+                end += 1
+            runs.append((t, end - t))
+            t = end
+        else:
+            t += 1
+    return runs
+
+
+def occlusion_errors(status: Sequence[int],
+                     errors: Sequence[float | None]) -> list[tuple[int, int, float | None]]:
+    """Per occlusion (`occlusion_runs`): (first, length, mean of `errors` over the run's frames
+    that have one, or None when no frame of the run has one). errors[t]: the distance of the
+    method's box centre to the true centre in frame t (None: no box)."""
+    out = []
+    for first, length in occlusion_runs(status):
+        values = [e for e in errors[first:first + length] if e is not None]
+        out.append((first, length, float(np.mean(values)) if values else None))
+    return out
+
+
+def _centre_error(box, truth) -> float | None:
+    if box is None:
+        return None
+    return float(np.hypot((box[0] + box[2] - truth[0] - truth[2]) / 2,
+                          (box[1] + box[3] - truth[1] - truth[3]) / 2))
+
+
 def summarize(per_video: list[dict[str, list[float]]]) -> dict:
     """Per-state mean IoU: frames averaged within a video, then videos averaged."""
     out = {}
@@ -132,11 +171,18 @@ def summarize(per_video: list[dict[str, list[float]]]) -> dict:
 
 def evaluate_models(models: dict[str, tuple], root, split: str,
                     input_size: tuple[int, int], max_videos: int | None = None,
-                    tracker_config: TrackerConfig = LACATER_TRACKER, log=print) -> dict:
+                    tracker_config: TrackerConfig = LACATER_TRACKER, log=print,
+                    occlusion_records: list | None = None) -> dict:
     """models: label -> (RAMModel, {method: occlusion_model}). Returns {label/method: metrics}.
 
     Each model runs once per frame; all of its methods track from that one inference. The
     occlusion model NEAREST_OCCLUDER is the heuristic on a tracker with occlusion model 'none'.
+
+    `occlusion_records`: if a list, one record per occlusion of the target (`occlusion_runs`:
+    a run of not-visible frames after a visible one) and method is appended: {'method':
+    'label/method', 'video', 'first_frame', 'occlusion_length', 'error_px'}, error_px = the mean
+    distance (source pixels) between the method's box centre and the true centre over the run's
+    frames with a box, None without any (the report's `occlusion_errors` format).
     """
     videos = world1_videos(root, split)[:max_videos]
     per_video: dict[str, list] = {}
@@ -154,6 +200,7 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
             trackers = OnePassTrackers(stream, tracker_config, {
                 m: 'none' if m in heuristics else occ for m, occ in methods.items()})
             ious = {m: {s: [] for s in STATES} for m in methods}
+            errors = {m: [] for m in methods}
             for t in range(video.num_frames):
                 _, results = trackers.step(video.image(t))
                 for method, result in results.items():
@@ -161,8 +208,15 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
                            else target_box(result))
                     iou = 0.0 if box is None else box_iou(box, truth[t])
                     ious[method][STATES[states[t]]].append(iou)
+                    errors[method].append(_centre_error(box, truth[t]))
             for method in methods:
                 per_video.setdefault(f'{label}/{method}', []).append(ious[method])
+                if occlusion_records is not None:
+                    status = np.where(np.asarray(states) == 0, 1, 2)
+                    occlusion_records.extend(
+                        {'method': f'{label}/{method}', 'video': video.name, 'first_frame': first,
+                         'occlusion_length': length, 'error_px': error}
+                        for first, length, error in occlusion_errors(status, errors[method]))
         frames += video.num_frames
         log(f'[world1 eval] video {vi + 1}/{len(videos)} {video.name}: '
             f'{frames / (time.perf_counter() - started):.1f} frames/s')
