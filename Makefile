@@ -4,12 +4,13 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh
 COLCON_TEST_ARGS ?=
 
-.PHONY: help setup build demo test test-packages test-workspace bench lock clean
+.PHONY: help setup build demo test test-packages test-workspace bench eval lock clean
 
 help:
 	@echo "make demo   - the main job: run the tracker node on built-in data and show what it does"
 	@echo "make test   - every test (colcon test of each package + cross-package tests)"
 	@echo "make bench  - every benchmark; JSON per benchmark in benchmarks/results/ + summary.md"
+	@echo "make eval   - the whole evaluation of the shipped models: eval/results.json + eval/REPORT.md"
 	@echo "make setup  - only (re)create .venv and build the workspace (idempotent)"
 
 setup:
@@ -25,6 +26,11 @@ test: setup
 
 bench: setup
 	@$(ENV) && python benchmarks/run_all.py
+
+# EVAL_ARGS: e.g. --skip-ros, --world1-videos 40 (see python -m ram_training.evaluation.run_all -h)
+EVAL_ARGS ?=
+eval: setup
+	@$(ENV) && python -m ram_training.evaluation.run_all $(EVAL_ARGS)
 
 # Refresh requirements.lock from the current .venv (after changing requirements*.in).
 lock:
