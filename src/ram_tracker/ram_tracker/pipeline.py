@@ -214,6 +214,7 @@ class TrackingPipeline:
             walker_min_confidence=params['walker_min_confidence'],
             border_margin=params['border_margin'],
             rematch_radius=params['rematch_radius'],
+            walker_keeps_offset=params['walker_keeps_offset'],
             occlusion_model=params['occlusion_model'])
         input_size = (params['input_width'], params['input_height'])
         backend = select_backend(params['backend'], model, input_size, device,

@@ -47,6 +47,11 @@ class TrackerConfig:
     border_margin: float = 0.05         # fraction of the image size
     rematch_radius: float = 25.0 / 1280.0  # fraction of the image width (paper: 25 px at 1280)
     occlusion_model: str = 'walker'
+    # Not in the paper: place the walker's box at (last seen centre + how far the walker's peak
+    # moved from its start node) instead of at the peak node itself. Same walk, same argmax; it
+    # only keeps the sub-node part of the last observation (nodes are 4-8 px apart), so a walker
+    # that stays put gives exactly the last seen box. False: Algorithm 1 as published.
+    walker_keeps_offset: bool = False
 
     def __post_init__(self):
         if self.occlusion_model not in OCCLUSION_MODELS:
@@ -98,6 +103,7 @@ class Track:
     box_source: str = 'detection'  # detection | walker
     walker_confidence: float = 1.0
     walker: Optional[torch.Tensor] = field(default=None, repr=False)  # (N,) on occluded tracks
+    walker_offset: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # see walker_keeps_offset
 
     @property
     def box_cxcywh(self) -> np.ndarray:
@@ -219,12 +225,16 @@ class Tracker:
                 start = grid.pixel_to_node(torch.as_tensor(track.center, dtype=torch.float32))
                 walker = torch.zeros(grid.num_nodes)
                 walker[start] = 1.0
+                if self.config.walker_keeps_offset:
+                    track.walker_offset = track.center - walker_peaks(walker[None], grid)[1][0]
                 walkers.append(walker)
             else:
                 walkers.append(track.walker)
         stepped = propagate(torch.stack(walkers).unsqueeze(0), transition)[0]
         confidences, locations = walker_peaks(stepped, grid)
         for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):
+            if self.config.walker_keeps_offset:
+                location = location + track.walker_offset
             track.walker = walker
             track.walker_confidence = float(confidence)
             track.velocity = location - track.center

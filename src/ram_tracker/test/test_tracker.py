@@ -95,6 +95,24 @@ def test_walker_follows_hidden_object_and_rematches_same_id():
     assert track.walker is None and track.frames_since_seen == 0 and track.age == 5
 
 
+def test_walker_keeps_offset_moves_the_last_seen_box_by_the_walk():
+    """walker_keeps_offset: the box = last seen centre + the peak's displacement from the start
+    node, so the sub-node part of the last observation survives; off: the node centre (paper)."""
+    A = shift_transition(+1)
+    centres = {}
+    for keep in (False, True):
+        tracker = Tracker(TrackerConfig(walker_keeps_offset=keep), IMAGE)
+        tracker.update(dets((17.5, 23.0, 10, 12, 0.9, 0, 0, 0)))   # nearest node: col 2, row 3
+        still = tracker.update(dets(), transition=uniform_transition(radius=0), grid=GRID)[0]
+        centres[keep] = [still.center.copy()]
+        for _ in range(2):
+            centres[keep].append(tracker.update(dets(), transition=A, grid=GRID)[0].center.copy())
+    # published: the centre of the start node's 4-px cell, then one node (8 px) per frame
+    np.testing.assert_allclose(centres[False], [[18, 26], [26, 26], [34, 26]])
+    # kept offset: exactly the last seen centre while the walker stays, then 8 px per frame
+    np.testing.assert_allclose(centres[True], [[17.5, 23.0], [25.5, 23.0], [33.5, 23.0]])
+
+
 def test_rematch_needs_same_class_and_radius():
     config = TrackerConfig(rematch_radius=5.0 / 80)        # 5 px at this image width
     tracker = Tracker(config, IMAGE)
