@@ -352,6 +352,21 @@ def oracle_walk_errors(sequence: kitti.KittiSequence, embeds: list, stream, sour
     return occluded_localisation(embed, clip, grid, model.cfg.walk_tau, radius)
 
 
+def owner_of(rows, class_name: str, box_xyxy, iou_threshold: float = 0.5) -> int | None:
+    """The id of the visible track (rows as rows_from_outputs) of `class_name` that overlaps the
+    ground-truth box x1, y1, x2, y2 best with IoU >= iou_threshold, or None."""
+    from ram_training.evaluation.world1 import box_iou
+    best, best_iou = None, iou_threshold
+    for r in rows or ():
+        if r[2] != 'visible' or r[1].lower() != class_name.lower():
+            continue
+        box = np.array([r[3] - r[5] / 2, r[4] - r[6] / 2, r[3] + r[5] / 2, r[4] + r[6] / 2])
+        iou = box_iou(box, np.asarray(box_xyxy, np.float64))
+        if iou >= best_iou:
+            best, best_iou = r[0], iou
+    return best
+
+
 def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
                          iou_threshold: float = 0.5) -> dict:
     """What a tracker says about World 2's hidden objects. A ground-truth object is owned by the
@@ -363,7 +378,7 @@ def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
     Also 'occlusions': per occlusion (world1.occlusion_runs: a run of hidden frames of one
     object right after a labelled frame) [object track id, first frame, length, mean error over
     the run's frames with a live owner, or None], the report's `occlusion_errors` records."""
-    from ram_training.evaluation.world1 import box_iou, occlusion_errors
+    from ram_training.evaluation.world1 import occlusion_errors
     by_frame: dict = {}
     for r in labels:
         if r.type.lower() in CLASSES and r.track_id >= 0:
@@ -386,14 +401,7 @@ def hidden_object_errors(frames: Sequence, labels: Sequence, hidden: Sequence,
         rows = rows or []
         live = {r[0]: r for r in rows if r[2] != 'lost'}
         for gt in by_frame.get(t, []):
-            best, best_iou = None, iou_threshold
-            for r in rows:
-                if r[2] != 'visible' or r[1].lower() != gt.type.lower():
-                    continue
-                box = np.array([r[3] - r[5] / 2, r[4] - r[6] / 2, r[3] + r[5] / 2, r[4] + r[6] / 2])
-                iou = box_iou(box, np.asarray(gt.box))
-                if iou >= best_iou:
-                    best, best_iou = r[0], iou
+            best = owner_of(rows, gt.type, gt.box, iou_threshold)
             if best is not None:
                 owner[gt.track_id] = best
         for gt in hidden_by_frame.get(t, []):
