@@ -140,11 +140,10 @@ def main() -> int:
         results[f'export_s_{label}'] = round(time.perf_counter() - started, 1)
         backends = {
             'torch': TorchBackend(model, size, torch.device('cpu')),
-            'torch_channels_last': TorchBackend(build_model(model.cfg).eval(), size,
-                                                torch.device('cpu'), channels_last=True),
+            # each TorchBackend runs its own BatchNorm-folded copy of the model
+            'torch_channels_last': TorchBackend(model, size, torch.device('cpu'), channels_last=True),
             'onnxruntime': OnnxRuntimeBackend(path, model.cfg, size, THREADS),
         }
-        backends['torch_channels_last'].model.load_state_dict(model.state_dict())
         streams = {name: StreamingModel(model, size, torch.device('cpu'), 0.4, backend=b)
                    for name, b in backends.items()}
         times = time_rounds(streams, frames(camera), rounds, per_round)

@@ -8,6 +8,7 @@ throughput), and this script counting `tracks` answers and reading the node's /d
   fps_<res>_cpu              tracks messages per second over the measuring window
   latency_ms_p50_<res>_cpu   image received -> tracks published, median (node diagnostics)
   e2e_ms_p50_<res>_cpu       image stamped by the publisher -> tracks received here, median
+  ..._onnxruntime            the same with backend onnxruntime (what backend: auto picks on CPU)
 
 Frames come from a World 2 sequence when one exists (data/world2, `ram-data world2`), else from
 the built-in moving-shapes pattern. Run on an idle machine (make bench).
@@ -37,7 +38,7 @@ def _world2_frames(size) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
-def measure(label, camera, model_input, model, seconds, env) -> dict:
+def measure(label, camera, model_input, model, seconds, env, backend='torch') -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.time import Time
@@ -48,7 +49,7 @@ def measure(label, camera, model_input, model, seconds, env) -> dict:
     params = ROOT / 'install' / 'ram_tracker' / 'share' / 'ram_tracker' / 'config' / 'tracker.yaml'
     node_cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
                 '-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}',
-                '-p', 'device:=cpu', '-p', 'backend:=torch', '-p', 'num_threads:=2',
+                '-p', 'device:=cpu', '-p', f'backend:={backend}', '-p', 'num_threads:=2',
                 '-p', 'publish_debug_image:=false']
     if model:
         node_cmd += ['-p', f'model_path:={model}']
@@ -97,6 +98,10 @@ def measure(label, camera, model_input, model, seconds, env) -> dict:
         for p in procs:
             p.wait(timeout=20)
     fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+    if backend != 'torch':      # the contract keys are the torch backend's; others get a suffix
+        return {f'fps_{label}_cpu_{backend}': round(fps, 2),
+                f'latency_ms_p50_{label}_cpu_{backend}': float(diag.get('latency_ms_p50', 'nan')),
+                f'e2e_ms_p50_{label}_cpu_{backend}': round(statistics.median(e2e), 1) if e2e else None}
     return {f'fps_{label}_cpu': round(fps, 2),
             f'latency_ms_p50_{label}_cpu': float(diag.get('latency_ms_p50', 'nan')),
             f'e2e_ms_p50_{label}_cpu': round(statistics.median(e2e), 1) if e2e else None,
@@ -116,23 +121,29 @@ def main() -> int:
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID',
                                            'FASTDDS_DEFAULT_PROFILES_FILE')})
     results = {'machine': f'{platform.processor() or platform.machine()}, '
-                          f'{os.cpu_count()} cores', 'threads': 2, 'backend': 'torch',
+                          f'{os.cpu_count()} cores', 'threads': 2,
+               'backend': 'torch (contract keys); onnxruntime: keys ending _onnxruntime',
                'model': args.model or 'config/tracker.yaml default'}
     for label, camera, model_input in CASES:
         print(f'[bench node] {label} (model input {model_input[0]}x{model_input[1]}) ...',
               flush=True)
         results.update(measure(label, camera, model_input, args.model, args.seconds, env))
+        # the node's default backend on CPU (backend: auto) is ONNX Runtime
+        results.update(measure(label, camera, model_input, args.model, args.seconds, env,
+                               backend='onnxruntime'))
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS / '.node.json.tmp'
     tmp.write_text(json.dumps(results, indent=2) + '\n')
     tmp.replace(RESULTS / 'node.json')
-    lines = ['## Tracker node (torch backend, 2 CPU threads)', '',
-             '| camera | model input | frames/s | node latency p50 (ms) | stamp-to-answer p50 (ms) |',
-             '|---|---|---|---|---|']
+    lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
+             '| camera | model input | backend | frames/s | node latency p50 (ms) | stamp-to-answer p50 (ms) |',
+             '|---|---|---|---|---|---|']
     for label, _, _ in CASES:
-        lines.append(f'| {label} | {results[f"model_input_{label}"]} | '
-                     f'{results[f"fps_{label}_cpu"]} | {results[f"latency_ms_p50_{label}_cpu"]} | '
-                     f'{results[f"e2e_ms_p50_{label}_cpu"]} |')
+        for backend, suffix in (('torch', ''), ('onnxruntime', '_onnxruntime')):
+            lines.append(f'| {label} | {results[f"model_input_{label}"]} | {backend} | '
+                         f'{results[f"fps_{label}_cpu{suffix}"]} | '
+                         f'{results[f"latency_ms_p50_{label}_cpu{suffix}"]} | '
+                         f'{results[f"e2e_ms_p50_{label}_cpu{suffix}"]} |')
     lines += ['', f'Model: {results["model"]}. Measured by `make bench` (benchmarks/bench_node.py).']
     (RESULTS / 'node.md').write_text('\n'.join(lines) + '\n')
     print(json.dumps(results, indent=2))

@@ -239,3 +239,29 @@ def test_tensorrt_matches_torch_and_reuses_its_engine(model, tmp_path):
         assert worst < tolerance, f'{precision}: max |tensorrt - torch| {worst}'
         again = TensorRTBackend(path, TINY, SIZE, cuda, precision)
         assert not again.built and again.engine_path == trt_b.engine_path
+
+
+@pytest.mark.parametrize('backbone,width', [('resnet18', 8), ('dla34', 4)])
+def test_torch_backend_folds_batchnorm_without_changing_outputs(backbone, width):
+    """The torch backend's inference copy has no BatchNorm left and gives the model's outputs
+    (trained BatchNorm statistics, not the identity ones of a fresh model)."""
+    from ram_tracker.inference.torch_backend import fold_batchnorm
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, backbone_width=width, neck_channels=16,
+                                    memory_channels=16, head_channels=16, embed_channels=16))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())   # original kept
+    image = torch.rand(1, 3, 64, 128)
+    with torch.inference_mode():
+        a, _ = model.step(image, model.initial_state(1, 64, 128))
+        b, _ = folded.step(image, folded.initial_state(1, 64, 128))
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-4, rtol=1e-4), key
