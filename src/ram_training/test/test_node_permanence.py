@@ -15,7 +15,7 @@ from ram_training import demo  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.replay import ReplayConfig, replay_into_node  # noqa: E402
 
-MODEL = demo.DEFAULT_MODEL
+MODEL = demo.WORLD1_MODEL
 
 
 def _run(in_bag, out_bag, model, size, env, log, **params):
@@ -97,7 +97,7 @@ def test_shipped_model_keeps_the_target_id_through_occlusion(replays):
     assert ram['target_iou_hidden'] > none['target_iou_hidden']
 
 
-@pytest.mark.xfail(strict=True, reason='the shipped CPU World 1 model (1500 steps, 8-frame clips) '
+@pytest.mark.xfail(strict=True, reason='the shipped CPU World 1 model (two stages, ~1.5 CPU-hours) '
                    'does not yet localise long-hidden targets better than their last seen '
                    'position (models/world1_ram.md); strict: passes once a better model ships')
 def test_shipped_model_belief_is_nearer_the_hidden_target_than_last_seen(replays):

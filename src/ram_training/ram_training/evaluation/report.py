@@ -636,8 +636,8 @@ def main(argv=None) -> int:
         if args.belief_video:
             import torch
             torch.set_num_threads(args.threads)
-            from ram_training.demo import DEFAULT_MODEL
-            model = args.model or str(DEFAULT_MODEL)
+            from ram_training.demo import WORLD1_MODEL
+            model = args.model or str(WORLD1_MODEL)
             strip = belief_filmstrip(model, args.belief_video, out / FILMSTRIP_PNG,
                                      out / FILMSTRIP_GIF)
         path = write_report(results, out, strip)
