@@ -51,6 +51,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ram_training.data.atomic import atomic_write_bytes, atomic_write_text
+from ram_training.evaluation.kitti_eval import file_sha256
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
 
@@ -103,14 +104,6 @@ class RunAllError(RuntimeError):
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _rel(path) -> str:
