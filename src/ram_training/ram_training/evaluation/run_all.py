@@ -85,11 +85,12 @@ TABLE3 = (
     ('local_3x3_smooth', 'local edges, 3x3 node pooling, label smoothing, no overlap loss',
      'loss.overlap=false'),
 )
-# Commands for models without a model card yet.
+# Commands for a model whose card cannot be found (models/world2_ram.md has the same).
 FALLBACK_COMMANDS = {
     'world2_ram.safetensors': [
         'ram-data world2 data/world2_640 --width 640 --height 192',
-        'ram-train --config config/train_world2.yaml   # -> runs/world2/model.safetensors'],
+        'ram-train --config config/train_world2_cpu.yaml',
+        'ram-train --config config/train_world2_cpu_long.yaml   # -> runs/world2_cpu_long/model.safetensors'],
 }
 
 
