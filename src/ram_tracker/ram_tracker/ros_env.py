@@ -7,11 +7,15 @@ No ROS imports: tests call this before rclpy.init and pass the result to child p
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
 
 PROFILE_NAME = 'fastdds_shm.xml'
+# What a process's own rclpy context reads from the environment (the rest is for children).
+DDS_KEYS = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID', 'FASTDDS_DEFAULT_PROFILES_FILE',
+            'RMW_IMPLEMENTATION')
 
 
 def fastdds_profile() -> Path | None:
@@ -41,3 +45,19 @@ def isolated_ros_env(base: dict | None = None, domain_id: int | None = None) -> 
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
     env['PYTHONUNBUFFERED'] = '1'
     return env
+
+
+@contextlib.contextmanager
+def in_process(env: dict):
+    """Apply `env`'s DDS settings (DDS_KEYS) to this process (for an rclpy context created
+    here, e.g. a bag replayer talking to a child node started with `env`); restore on exit."""
+    saved = {k: os.environ.get(k) for k in DDS_KEYS}
+    os.environ.update({k: env[k] for k in DDS_KEYS if k in env})
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

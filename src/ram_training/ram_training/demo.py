@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default=str(ROOT / 'demo_output'))
     args = parser.parse_args(argv)
     from ram_tracker.checkpoint import load_weights, trained_input_size
-    from ram_tracker.ros_env import isolated_ros_env
+    from ram_tracker.ros_env import DDS_KEYS, isolated_ros_env
     from ram_training.data import rosbag_io
     from ram_training.node_process import start_tracker_node, stop_node
     from ram_training.replay import ReplayConfig, replay_into_node
@@ -243,8 +243,7 @@ def main(argv=None) -> int:
         source = f'World 1 video {video.name}'
     print(f'[demo] {source} -> {in_bag}')
     env = isolated_ros_env()
-    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID',
-                                           'FASTDDS_DEFAULT_PROFILES_FILE')})
+    os.environ.update({k: env[k] for k in DDS_KEYS if k in env})   # for this process's replayer
     print(f'[demo] ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}; node log: {out / "tracker_node.log"}')
     if args.world == 2:       # the installed parameters are Algorithm 1's KITTI settings
         node = start_tracker_node(env, out / 'tracker_node.log', overrides={

@@ -2,7 +2,6 @@
 video over DDS by another process's bag replay, keeps the target's id through occlusions where
 the no-permanence tracker (occlusion_model none, CenterTrack) loses it, and its belief puts the
 hidden target's mass near the true hidden position."""
-import os
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 
 from ram_tracker.checkpoint import load_weights, trained_input_size  # noqa: E402
-from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
+from ram_tracker.ros_env import in_process, isolated_ros_env  # noqa: E402
 from ram_training import demo  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.replay import ReplayConfig, replay_into_node  # noqa: E402
@@ -65,11 +64,7 @@ def replays(tmp_path_factory):
     if not MODEL.exists():
         pytest.skip(f'{MODEL} not shipped')
     tmp = tmp_path_factory.mktemp('permanence')
-    env = isolated_ros_env()
-    saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID',
-                                            'FASTDDS_DEFAULT_PROFILES_FILE')}
-    os.environ.update({k: env[k] for k in saved})
-    try:
+    with in_process(isolated_ros_env()) as env:
         _, info = load_weights(MODEL)
         size = trained_input_size(info)
         video = demo.demo_video(tmp)
@@ -77,12 +72,6 @@ def replays(tmp_path_factory):
         ram = _run(tmp / 'in', tmp / 'ram', MODEL, size, env, tmp / 'ram.log')
         none = _run(tmp / 'in', tmp / 'none', MODEL, size, env, tmp / 'none.log',
                     occlusion_model='none')
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     print('\nRAM:', ram, '\nno permanence:', none)
     return ram, none, tmp / 'ram'
 

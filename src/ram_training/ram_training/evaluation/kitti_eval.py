@@ -558,13 +558,9 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
     bag_records = {seq: convert_sequence(data_root, seq, out, max_frames, log) for seq in names}
 
     if do_ros:
-        from ram_tracker.ros_env import isolated_ros_env
+        from ram_tracker.ros_env import in_process, isolated_ros_env
         env = ros_env or isolated_ros_env()
-        keys = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID', 'FASTDDS_DEFAULT_PROFILES_FILE',
-                'RMW_IMPLEMENTATION')
-        saved = {k: os.environ.get(k) for k in keys}
-        os.environ.update({k: env[k] for k in keys if k in env})   # the in-process replayer
-        try:
+        with in_process(env):                       # the in-process replayer
             for seq in names:
                 fingerprint = _fingerprint(model_info, params, bag_records[seq])
                 done_path = out / 'ros' / seq / 'done.json'
@@ -578,12 +574,6 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
                 record = run_ros_sequence(seq, Path(bag_records[seq]['bag']),
                                           bag_records[seq]['frames'], out, params_path, env, log)
                 _write_json(done_path, {'fingerprint': fingerprint, 'timing': record})
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     if do_offline:
         pipeline = None
