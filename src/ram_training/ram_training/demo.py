@@ -95,9 +95,9 @@ def summarize(out_bag: Path, node_fps: float) -> tuple[dict, list]:
 
 
 def _xyxy(obj) -> np.ndarray:
+    """x1, y1, x2, y2 of a TrackedObject message's box."""
     c = obj.bbox.center.position
-    return np.array([c.x - obj.bbox.size_x / 2, c.y - obj.bbox.size_y / 2,
-                     c.x + obj.bbox.size_x / 2, c.y + obj.bbox.size_y / 2])
+    return np.array(_xyxy_of((c.x, c.y, obj.bbox.size_x, obj.bbox.size_y)))
 
 
 def _mean(values):
@@ -117,6 +117,7 @@ def demo_sequence(out: Path) -> Path:
 
 
 def _xyxy_of(box) -> tuple:
+    """x1, y1, x2, y2 of a (cx, cy, w, h, ...) box."""
     cx, cy, w, h = box[:4]
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
