@@ -267,7 +267,18 @@ def write(results: dict, meta: dict, name: str) -> None:
         size = dict((c[0], c[2]) for c in CASES)[label]
         lines.append(f'| {backend} | {label} ({size[0]}x{size[1]}) | {device} | {results[key]} | '
                      f"{results[f'latency_ms_p50_{rest}']} | {results[f'latency_ms_p90_{rest}']} |")
-    lines += ['', 'One thread, CPU time of the calling thread (best of N; less sensitive to other '
+    if 'gpu' in results:
+        lines += ['', f"GPU: {results['gpu']}."]
+    if any(k.startswith('cpu_ms_') for k in results):          # absent with --gpu-only
+        lines += cpu_time_rows(results)
+    lines += [f'- {note}' for note in meta['notes']]
+    tmp = RESULTS / f'.{name}.md.tmp'
+    tmp.write_text('\n'.join(lines) + '\n')
+    tmp.replace(RESULTS / f'{name}.md')
+
+
+def cpu_time_rows(results: dict) -> list[str]:
+    lines = ['', 'One thread, CPU time of the calling thread (best of N; less sensitive to other '
               'load than wall time):', '',
               '| camera | torch step ms | onnxruntime step ms | transition in core (torch) ms | '
               'extra onnxruntime ms with the transition in the graph | ONNX export s |',
@@ -280,10 +291,7 @@ def write(results: dict, meta: dict, name: str) -> None:
                      f"{results.get(f'export_s_{label}')} |")
     lines += ['', f"max |onnxruntime - torch| (every output and the state, 10 frames, 640x192): "
               f"{results.get('max_abs_diff_onnxruntime')}"]
-    lines += [f'- {note}' for note in meta['notes']]
-    tmp = RESULTS / f'.{name}.md.tmp'
-    tmp.write_text('\n'.join(lines) + '\n')
-    tmp.replace(RESULTS / f'{name}.md')
+    return lines
 
 
 if __name__ == '__main__':
