@@ -17,10 +17,10 @@ def test_box_iou_known_values():
     assert box_iou(np.array([0, 0, 10, 10]), np.array([20, 20, 30, 30])) == 0.0
 
 
-def _track(cls, score, state, cx):
+def _track(cls, score, state, cx, since=0):
     return TrackOutput(track_id=1, class_id=0, class_name=cls, score=score,
                        box_cxcywh=np.array([cx, 10.0, 4.0, 4.0]), velocity=np.zeros(2),
-                       state=state, box_source='walker', frames_since_seen=0,
+                       state=state, box_source='walker', frames_since_seen=since,
                        walker_confidence=1.0, visibility=1.0, age=1)
 
 
@@ -32,6 +32,24 @@ def test_target_box_is_the_best_live_target_including_walker_boxes():
                          num_detections=0)
     np.testing.assert_allclose(target_box(result), [18, 8, 22, 12])
     assert target_box(FrameResult([], [], 0)) is None
+
+
+def test_selection_rules_freshest_and_oracle():
+    # A stale hidden hypothesis (seen 40 frames ago, high score) and a fresher one (seen 3
+    # frames ago): the paper's rule takes the stale one, 'freshest' the recent one; a visible
+    # target beats both under 'freshest'; 'oracle' takes the box nearest the truth.
+    stale = _track('target', 0.9, 'occluded', 20, since=40)
+    recent = _track('target', 0.6, 'occluded', 40, since=3)
+    result = FrameResult(tracks=[stale, recent], beliefs=[], num_detections=0)
+    np.testing.assert_allclose(target_box(result, rule='score'), [18, 8, 22, 12])
+    np.testing.assert_allclose(target_box(result, rule='freshest'), [38, 8, 42, 12])
+    seen = FrameResult(tracks=[stale, recent, _track('target', 0.45, 'visible', 60)], beliefs=[],
+                       num_detections=1)
+    np.testing.assert_allclose(target_box(seen, rule='freshest'), [58, 8, 62, 12])
+    np.testing.assert_allclose(target_box(seen, rule='oracle', truth=np.array([39., 8, 43, 12])),
+                               [38, 8, 42, 12])
+    with pytest.raises(ValueError, match='unknown selection rule'):
+        target_box(result, rule='best')
 
 
 def test_summary_averages_within_videos_then_over_videos():
