@@ -14,11 +14,15 @@ label-hygiene ignore band) keep walking but are not scored.
 
 Needs the true boxes of hidden objects, which only evaluation data has (World 1, World 2's
 hidden_02); real KITTI has none, so the count is 0 there.
+
+`buckets` (upper edges, e.g. (1, 4, 8, 16, 32, 64, 10**9)) also splits the sums by how many
+frames the walk has run (1 = the first hidden frame): where does the walker win or lose against
+last seen, on short occlusions (the object mostly stays put) or long ones (it was moved)?
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -31,10 +35,19 @@ class OcclusionErrors:
     walker_sum: float = 0.0
     last_seen_sum: float = 0.0
     count: int = 0
+    confidence_sum: float = 0.0          # the walker's max probability
+    by_length: Dict[int, "OcclusionErrors"] = field(default_factory=dict)   # bucket upper edge -> sums
 
     def add(self, other: "OcclusionErrors") -> "OcclusionErrors":
+        by_length = dict(self.by_length)
+        for edge, errors in other.by_length.items():
+            by_length[edge] = by_length[edge].add(errors) if edge in by_length else errors
         return OcclusionErrors(self.walker_sum + other.walker_sum, self.last_seen_sum + other.last_seen_sum,
-                               self.count + other.count)
+                               self.count + other.count, self.confidence_sum + other.confidence_sum, by_length)
+
+    @property
+    def confidence(self) -> float:
+        return self.confidence_sum / self.count if self.count else float("nan")
 
     @property
     def walker_px(self) -> float:
@@ -52,7 +65,7 @@ class OcclusionErrors:
 @torch.no_grad()
 def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
                           tau: float = 0.1, radius: int | None = None, vis_seen: float = 0.15,
-                          vis_hidden: float = 0.05) -> OcclusionErrors:
+                          vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None) -> OcclusionErrors:
     """embed: node embeddings (B, T, D, gh, gw) of the clip (RAMModel.forward(...)["embed"]);
     clip: the INTERFACES.md batch (boxes, present, visibility, classes); grid: model.node_grid(H, W);
     radius: local window radius in nodes (None = global walk)."""
@@ -74,7 +87,10 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
     walking = torch.zeros(B, K, dtype=torch.bool, device=embed.device)      # a walker is running
     seen = torch.zeros_like(walking)
     last = torch.zeros(B, K, 2, device=embed.device)
-    walker_sum = last_sum = 0.0
+    steps = torch.zeros(B, K, dtype=torch.long, device=embed.device)      # frames the walk has run
+    edges = sorted(buckets or ())
+    by_length = {edge: OcclusionErrors() for edge in edges}
+    walker_sum = last_sum = confidence_sum = 0.0
     count = 0
     for t in range(T):
         vis_t = visible[:, t]
@@ -87,14 +103,28 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
                 moved = walk.propagate(walker, A)                                # later misses: X A
                 walker = torch.where(first.unsqueeze(-1), start, torch.where(missing.unsqueeze(-1), moved, walker))
                 walking = missing
+                steps = torch.where(first, 1, torch.where(missing, steps + 1, steps))
                 hit = scored[:, t] & missing
                 if bool(hit.any()):
                     guess = grid.node_to_pixel(walker.argmax(-1)) + grid.feature_stride / 2   # (B,K,2)
                     truth = centre[:, t]
-                    walker_sum += float((guess - truth).norm(dim=-1)[hit].sum())
-                    last_sum += float((last - truth).norm(dim=-1)[hit].sum())
+                    walker_err = (guess - truth).norm(dim=-1)
+                    last_err = (last - truth).norm(dim=-1)
+                    peak = walker.max(-1).values
+                    walker_sum += float(walker_err[hit].sum())
+                    last_sum += float(last_err[hit].sum())
+                    confidence_sum += float(peak[hit].sum())
                     count += int(hit.sum())
+                    low = 0
+                    for edge in edges:
+                        sel = hit & (steps > low) & (steps <= edge)
+                        low = edge
+                        if bool(sel.any()):
+                            by_length[edge] = by_length[edge].add(OcclusionErrors(
+                                float(walker_err[sel].sum()), float(last_err[sel].sum()), int(sel.sum()),
+                                float(peak[sel].sum())))
         walking = walking & ~vis_t
         last = torch.where(vis_t.unsqueeze(-1), centre[:, t], last)
         seen = seen | vis_t
-    return OcclusionErrors(walker_sum, last_sum, count)
+    return OcclusionErrors(walker_sum, last_sum, count, confidence_sum,
+                           {edge: e for edge, e in by_length.items() if e.count})

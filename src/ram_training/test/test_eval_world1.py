@@ -1,5 +1,6 @@
 """World 1 evaluation protocol: IoU, the target box choice, per-video then per-state averaging,
 and an end-to-end run over a tiny generated dataset."""
+import json
 import numpy as np
 import pytest
 import torch
@@ -198,3 +199,30 @@ def test_nearest_occluder_is_evaluated_in_the_same_pass_on_a_none_tracker(monkey
     expected = np.mean([box_iou(np.array([16, 28, 24, 36]), FakeVideo.annotations.boxes[t, 0])
                         for t in range(5, 10)])
     assert last_seen['miou_contained'] == pytest.approx(expected) and expected < 0.2
+
+
+def test_walker_drift_cli_splits_the_hidden_frames_by_walk_length(tmp_path, capsys):
+    # A tiny world with long hidden runs, an untrained model saved as a deployable file: the
+    # CLI's bins partition the same hidden frames as the whole-video metric.
+    from ram_tracker.checkpoint import save_weights
+    from ram_training.evaluation import walker_drift
+    spec = world_lacater.World1DatasetSpec(
+        config=world_lacater.World1Config(width=64, height=48, num_frames=40),
+        counts={'train': 0, 'val': 2, 'test': 0}, base_seed=3)
+    world_lacater.generate_dataset(tmp_path / 'w1', spec, workers=1)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(class_names=world_lacater.CLASS_NAMES, backbone_width=8,
+                                    neck_channels=16, memory_channels=16, head_channels=16,
+                                    embed_channels=16, embed_pool='none'))
+    save_weights(tmp_path / 'm.safetensors', model, {'input_size': [64, 64]})
+    out = tmp_path / 'drift.json'
+    assert walker_drift.main(['--model', str(tmp_path / 'm.safetensors'), '--data',
+                              str(tmp_path / 'w1'), '--out', str(out), '--threads', '1']) == 0
+    report = json.loads(out.read_text())
+    table = report['by_walk_length']
+    assert report['all']['frames'] > 0, 'the tiny world should hide something'
+    assert sum(r['frames'] for r in table) == report['all']['frames']
+    assert table[0]['walk_frames'] == '1-1'
+    walker = sum(r['walker_px'] * r['frames'] for r in table) / report['all']['frames']
+    assert walker == pytest.approx(report['all']['walker_px'], abs=0.01)
+    assert 'last seen' in capsys.readouterr().out
