@@ -15,7 +15,9 @@ A lent GPU comes with minutes, not hours, so this script sizes the work to the t
    `ram-train --resume train.steps=<checkpoint step>` (the schedule was then cut short: the
    printed summary says so);
 4. the CUDA inference benchmark (benchmarks/bench_backends.py --gpu-only) if time remains;
-5. results in --out: each run's model.safetensors and one tar of metrics, configs and logs.
+5. results in --out: each run's model.safetensors, summary.json and one tar of metrics,
+   configs, logs and nvidia-smi (six files: the lent machine returns at most eight, so a
+   caller should add no more than two of its own).
 
 It prints the exact ram-train commands it ran: those reproduce the models on any CUDA machine.
 Runs from the repository root with the sources on PYTHONPATH (no colcon build needed):
@@ -127,6 +129,12 @@ def main() -> int:
         'torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-", __import__("os").cpu_count())')],
         capture_output=True, text=True, env=env())
     summary['facts'] = facts.stdout.strip() or facts.stderr.strip()[-500:]
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        smi = subprocess.run(['nvidia-smi'], capture_output=True, text=True, timeout=30)
+        (work / 'nvidia-smi.log').write_text(smi.stdout + smi.stderr)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        (work / 'nvidia-smi.log').write_text(f'nvidia-smi: {e}\n')
     log(f'facts: {summary["facts"]}')
 
     # --- probe: the real load (all runs side by side), a few steps, no validation -------------
