@@ -163,6 +163,12 @@ class TrackerNode(LifecycleNode):
                 throttle_duration_sec=self._params['error_log_period_s'])
             return
         stamp = Time.from_msg(msg.header.stamp)
+        if stamp.nanoseconds and stamp == self._last_stamp:
+            # The frame we just processed, again (a resend, a doubled driver message): tracking
+            # it twice would age every track by a frame that did not happen. Unstamped (0)
+            # images are never treated as duplicates.
+            self._counters['frames_duplicate'] += 1
+            return
         if self._last_stamp is not None and stamp < self._last_stamp:
             # A bag looped or a sensor restarted: the memory describes another moment.
             self._pipeline.reset()
@@ -232,6 +238,7 @@ class TrackerNode(LifecycleNode):
             'frames_processed': self._counters['frames_processed'],
             'frames_rejected': self._counters['frames_rejected'],
             'frames_dropped': self._counters['frames_dropped'],
+            'frames_duplicate': self._counters['frames_duplicate'],
             'resets': self._counters['resets'],
             'rate_hz': f'{rate:.2f}',
             'latency_ms_p50': f'{latencies[len(latencies) // 2]:.1f}' if latencies else 'n/a',

@@ -1,8 +1,10 @@
 """Test helper process: publishes a scripted mix of good and malformed images, forever.
 
-Frame i has stamp sec = 1000 + (i mod 36) and frame_id naming what it is ('good/<encoding>'
-or 'bad/<reason>'), so the subscriber can check which frames the node answered. Every 36
-frames the stamps jump back, like a bag that loops.
+Frame i has stamp sec = 1000 + (i mod 40) and frame_id naming what it is ('good/<encoding>'
+or 'bad/<reason>'), so the subscriber can check which frames the node answered. Every 40
+frames the stamps jump back, like a bag that loops. 'dup/rgb8' repeats the previous frame's
+stamp (a resend): the node answers it only if it never processed the original (the depth-1
+queue can replace that one).
 Run: python frames_publisher.py WIDTH HEIGHT RATE_HZ
 """
 import sys
@@ -14,7 +16,7 @@ from sensor_msgs.msg import Image
 
 from ram_tracker.image_conversion import rgb_to_image_fields
 
-SCRIPT = ['good/rgb8', 'good/bgr8-padded', 'bad/yuv422', 'good/mono8', 'bad/step-too-small',
+SCRIPT = ['good/rgb8', 'dup/rgb8', 'good/bgr8-padded', 'bad/yuv422', 'good/mono8', 'bad/step-too-small',
           'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated']
 LOOP = 4 * len(SCRIPT)
 
@@ -23,10 +25,10 @@ def make(kind: str, index: int, width: int, height: int) -> Image:
     rng = np.random.default_rng(index)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     msg = Image()
-    msg.header.stamp.sec = 1000 + index % LOOP
+    msg.header.stamp.sec = 1000 + (index - kind.startswith('dup')) % LOOP
     msg.header.frame_id = kind
     encoding = kind.split('/')[1].split('-')[0]
-    if kind.startswith('good'):
+    if kind.startswith(('good', 'dup')):
         fields = rgb_to_image_fields(rgb, encoding)
         data, step = fields['data'], fields['step']
         if kind.endswith('padded'):

@@ -50,8 +50,8 @@ def _stop(proc):
 
 
 def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_env, tmp_path):
-    """Also: the belief topic answers every processed frame, the reset service works, and a
-    stamp jumping backwards (a looping bag) resets the memory."""
+    """Also: the belief topic answers every processed frame, the reset service works, a stamp
+    jumping backwards (a looping bag) resets the memory, and a repeated stamp is skipped."""
     executable = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker' / 'tracker_node'
     params = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
     assert executable.exists(), f'{executable} missing: run colcon build'
@@ -90,6 +90,7 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
             assert pub_proc.poll() is None, (tmp_path / 'publisher.log').read_text()
             good = {kind for kind in tracks.values()}
             if (len(tracks) >= 12 and int(diagnostics.get('frames_rejected', 0)) >= 4
+                    and int(diagnostics.get('frames_duplicate', 0)) >= 1
                     and int(diagnostics.get('frames_processed', 0)) >= 12
                     and int(diagnostics.get('resets', 0)) >= 1
                     and {'good/rgb8', 'good/bgr8-padded', 'good/mono8', 'good/rgba8',
@@ -99,8 +100,11 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
         log_text = (tmp_path / 'node.log').read_text()
         assert len(tracks) >= 12, f'only {len(tracks)} answers; node log:\n{log_text}'
         # Every answer carries the header of a good image: stamp and frame_id copied.
-        bad_answers = {sec: kind for sec, kind in tracks.items() if not kind.startswith('good/')}
+        bad_answers = {sec: kind for sec, kind in tracks.items()
+                       if not kind.startswith(('good/', 'dup/'))}
         assert not bad_answers, f'node answered malformed frames: {bad_answers}'
+        # A repeated stamp right after its original is skipped, and counted.
+        assert int(diagnostics['frames_duplicate']) >= 1, diagnostics
         # The node counted the malformed frames, logged them, and kept going.
         assert int(diagnostics['frames_rejected']) >= 4, diagnostics
         assert int(diagnostics['frames_processed']) >= 12, diagnostics

@@ -2,9 +2,12 @@
 
 Lockstep: image i is published (its stored CDR bytes, so the header stamp is the recorded one),
 then the replayer waits for the node's `tracks` answer carrying that stamp before sending image
-i + 1 (an unanswered image is resent, at most `send_attempts` times). Every frame is processed,
-whatever the machine's speed, so results are comparable across machines and identical to the
-offline path on the same frames. A frame still without an answer within `answer_timeout_s` is
+i + 1. An unanswered image is resent every `resend_interval_s`: the node subscribes best effort
+and the first sample to a fresh node is often lost, while the DDS channel is still being set up
+(it cost 10 s per replay with a single late resend). The node skips a repeated stamp, so a
+resend of a frame it is still working on is not tracked twice. Every frame is processed exactly
+once, whatever the machine's speed, so results are comparable across machines and identical to
+the offline path on the same frames. A frame still without an answer within `answer_timeout_s` is
 counted as missed and the replay goes on.
 
 Recorded (rosbag2, raw CDR as received): the node's outputs (tracks, belief, belief_grid,
@@ -36,8 +39,8 @@ class ReplayConfig:
     node_namespace: str = ''                        # where the node's topics live
     node_image_topic: str = 'image'                 # what the node subscribes to
     record: tuple = ('tracks', 'belief', 'belief_grid', 'markers')
-    answer_timeout_s: float = 30.0                  # per frame, over all send attempts
-    send_attempts: int = 3
+    answer_timeout_s: float = 30.0                  # per frame, over all resends
+    resend_interval_s: float = 1.0                  # resend an unanswered image this often
     discovery_timeout_s: float = 120.0              # node start-up includes loading the model
     storage: str = 'mcap'
     max_frames: int | None = None
@@ -139,13 +142,17 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
                 result.frames += 1
                 # The node subscribes best effort: a sample can be lost (typically the very first,
                 # while the shared-memory channel is still being set up). Resend it, bounded.
-                for attempt in range(config.send_attempts):
+                give_up = time.monotonic() + config.answer_timeout_s
+                sends = 0
+                while stamp not in answers and time.monotonic() < give_up:
                     image_pub.publish(raw)
-                    wait_until = time.monotonic() + config.answer_timeout_s / config.send_attempts
-                    while stamp not in answers and time.monotonic() < wait_until:
+                    sends += 1
+                    resend_at = min(time.monotonic() + config.resend_interval_s, give_up)
+                    while stamp not in answers and time.monotonic() < resend_at:
                         executor.spin_once(timeout_sec=0.01)
-                    if stamp in answers:
-                        break
+                if sends > 1:
+                    log(f'[replay] frame {result.frames - 1} sent {sends} times '
+                        f'(no answer within {config.resend_interval_s:g} s)')
                 if stamp in answers:
                     result.answered += 1
                     last_answer = time.monotonic()
