@@ -1,6 +1,6 @@
 """Where does the walker win or lose against "last seen"? Its error by occlusion length.
 
-For each World 1 video (whole video as one clip, one model pass), every object's walk starts at
+For each World 1 video or World 2 sequence (whole video as one clip, one model pass), every object's walk starts at
 its last visible centre and follows the model's transitions while it is hidden
 (`occlusion_metric.occluded_localisation`, the trainer's validation metric). The distances to
 the true hidden centre (model-input pixels) are split by how many frames the walk has run.
@@ -10,6 +10,8 @@ how concentrated the belief still is.
 
     python -m ram_training.evaluation.walker_drift --model models/world1_ram.safetensors \
         --data data/world1 --split val --videos 10 --out eval/walker_drift.json
+    python -m ram_training.evaluation.walker_drift --model models/world2_ram.safetensors \
+        --data data/world2_test --kind world2      # KITTI layout with hidden_02 (true hidden boxes)
 """
 from __future__ import annotations
 
@@ -22,18 +24,26 @@ import torch
 
 from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_training.data.atomic import atomic_write_text
-from ram_training.data.clips import make_clip, world1_videos
+from ram_training.data.clips import kitti_videos, make_clip, world1_videos
 from ram_training.occlusion_metric import OcclusionErrors, occluded_localisation
 
 BUCKETS = (1, 4, 8, 16, 32, 64, 10 ** 9)      # upper edges of the walk-length bins (frames)
 
 
-def walker_drift(model, root, split: str, videos: int | None, input_size) -> OcclusionErrors:
+def load_videos(kind: str, root, split: str, class_names) -> list:
+    """World 1 videos of a split, or World 2 / KITTI-layout sequences with their hidden boxes."""
+    if kind == 'world1':
+        return world1_videos(root, split)
+    classes = tuple(c.capitalize() for c in class_names)     # model 'car' -> KITTI 'Car'
+    return kitti_videos(root, 'training', class_names=classes, include_hidden=True)
+
+
+def walker_drift(model, videos: list, input_size) -> OcclusionErrors:
     """occluded_localisation over whole videos, split by walk length (BUCKETS)."""
     total = OcclusionErrors()
     radius = model.walk_radius(model.node_grid(input_size[1], input_size[0]).height) \
         if model.cfg.walk_local else None
-    for video in world1_videos(root, split)[:videos]:
+    for video in videos:
         clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
         clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
         with torch.inference_mode():
@@ -60,8 +70,10 @@ def rows(errors: OcclusionErrors) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model', required=True)
-    p.add_argument('--data', required=True, help='World 1 dataset root')
-    p.add_argument('--split', default='val')
+    p.add_argument('--data', required=True, help='dataset root')
+    p.add_argument('--kind', choices=('world1', 'world2'), default='world1',
+                   help='world2: a KITTI-layout root whose hidden_02 holds the hidden boxes')
+    p.add_argument('--split', default='val', help='World 1 split (World 2: every sequence)')
     p.add_argument('--videos', type=int, default=None)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--out', default=None, help='JSON (written atomically)')
@@ -71,7 +83,8 @@ def main(argv=None) -> int:
     size = trained_input_size(info)
     if size is None:
         p.error(f'{args.model} does not record its training input size')
-    errors = walker_drift(model, args.data, args.split, args.videos, tuple(size))
+    videos = load_videos(args.kind, args.data, args.split, model.cfg.class_names)[:args.videos]
+    errors = walker_drift(model, videos, tuple(size))
     table = rows(errors)
     print('walk frames | hidden frames | walker px | last seen px | walker peak probability')
     for r in table:
@@ -81,7 +94,8 @@ def main(argv=None) -> int:
           f'last seen {errors.last_seen_px:.2f} px')
     if args.out:
         atomic_write_text(Path(args.out), json.dumps({
-            'model': args.model, 'split': args.split, 'videos': args.videos,
+            'model': args.model, 'kind': args.kind, 'data': args.data,
+            'split': args.split if args.kind == 'world1' else 'training', 'videos': args.videos,
             'input_size': list(size), 'units': 'model-input pixels', 'by_walk_length': table,
             'all': {'frames': errors.count, 'walker_px': errors.walker_px,
                     'last_seen_px': errors.last_seen_px}}, indent=2) + '\n')
