@@ -97,7 +97,8 @@ def summarize(out_bag: Path, node_fps: float) -> tuple[dict, list]:
 def _xyxy(obj) -> np.ndarray:
     """x1, y1, x2, y2 of a TrackedObject message's box."""
     c = obj.bbox.center.position
-    return np.array(_xyxy_of((c.x, c.y, obj.bbox.size_x, obj.bbox.size_y)))
+    from ram_training.evaluation.world1 import cxcywh_to_xyxy
+    return cxcywh_to_xyxy((c.x, c.y, obj.bbox.size_x, obj.bbox.size_y))
 
 
 def _mean(values):
@@ -116,12 +117,6 @@ def demo_sequence(out: Path) -> Path:
     return root
 
 
-def _xyxy_of(box) -> tuple:
-    """x1, y1, x2, y2 of a (cx, cy, w, h, ...) box."""
-    cx, cy, w, h = box[:4]
-    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-
 def occlusion_events(node_frames: list, truth_frames: list) -> list[dict]:
     """Every full occlusion of a ground-truth object that it comes out of within the sequence:
     the node's track that last matched it while visible (IoU >= 0.5, as kitti_eval's hidden-
@@ -131,6 +126,7 @@ def occlusion_events(node_frames: list, truth_frames: list) -> list[dict]:
     node_frames: per frame rows (kitti_eval.rows_from_message); truth_frames: per frame
     {object id: ((cx, cy, w, h, class), hidden)}."""
     from ram_training.evaluation.kitti_eval import owner_of
+    from ram_training.evaluation.world1 import cxcywh_to_xyxy
     history: dict[int, list] = {}
     for t, objects in enumerate(truth_frames):
         for object_id, (box, hidden) in objects.items():
@@ -151,14 +147,14 @@ def occlusion_events(node_frames: list, truth_frames: list) -> list[dict]:
             owner = None                   # the track that last matched it while it was visible
             for tt, box, was_hidden in reversed(seen[:k]):
                 if not was_hidden:
-                    owner = owner_of(node_frames[tt], box[4], _xyxy_of(box))
+                    owner = owner_of(node_frames[tt], box[4], cxcywh_to_xyxy(box))
                     if owner is not None:
                         break
             again = None                   # the first track to match it after (within 5 frames)
             for tt in range(after[0], min(after[0] + 5, len(node_frames))):
                 box = truth_frames[tt].get(object_id)
                 if box is not None and not box[1]:
-                    again = owner_of(node_frames[tt], box[0][4], _xyxy_of(box[0]))
+                    again = owner_of(node_frames[tt], box[0][4], cxcywh_to_xyxy(box[0]))
                     if again is not None:
                         break
             belief_err, last_seen_err = [], []

@@ -355,12 +355,12 @@ def oracle_walk_errors(sequence: kitti.KittiSequence, embeds: list, stream, sour
 def owner_of(rows, class_name: str, box_xyxy, iou_threshold: float = 0.5) -> int | None:
     """The id of the visible track (rows as rows_from_outputs) of `class_name` that overlaps the
     ground-truth box x1, y1, x2, y2 best with IoU >= iou_threshold, or None."""
-    from ram_training.evaluation.world1 import box_iou
+    from ram_training.evaluation.world1 import box_iou, cxcywh_to_xyxy
     best, best_iou = None, iou_threshold
     for r in rows or ():
         if r[2] != 'visible' or r[1].lower() != class_name.lower():
             continue
-        box = np.array([r[3] - r[5] / 2, r[4] - r[6] / 2, r[3] + r[5] / 2, r[4] + r[6] / 2])
+        box = cxcywh_to_xyxy(r[3:7])
         iou = box_iou(box, np.asarray(box_xyxy, np.float64))
         if iou >= best_iou:
             best, best_iou = r[0], iou

@@ -86,7 +86,11 @@ def target_box(result: FrameResult, class_name: str = 'target', rule: str = 'sco
 
 
 def _xyxy(track) -> np.ndarray:
-    cx, cy, w, h = track.box_cxcywh
+    return cxcywh_to_xyxy(track.box_cxcywh)
+
+
+def cxcywh_to_xyxy(box) -> np.ndarray:
+    cx, cy, w, h = box[:4]
     return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
@@ -135,8 +139,7 @@ class NearestOccluderHeuristic:
                 self.estimate[:2] = occluder.box_cxcywh[:2]
         if self.estimate is None:
             return None
-        (cx, cy), (w, h) = self.estimate[:2], self.estimate[2:]
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        return cxcywh_to_xyxy(self.estimate)
 
 
 def occlusion_runs(status: Sequence[int]) -> list[tuple[int, int]]:
