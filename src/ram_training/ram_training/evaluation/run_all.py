@@ -90,7 +90,8 @@ FALLBACK_COMMANDS = {
     'world2_ram.safetensors': [
         'ram-data world2 data/world2_640 --width 640 --height 192',
         'ram-train --config config/train_world2_cpu.yaml',
-        'ram-train --config config/train_world2_cpu_long.yaml   # -> runs/world2_cpu_long/model.safetensors'],
+        'ram-train --config config/train_world2_cpu_long.yaml',
+        'ram-train --config config/train_world2_cpu_stage3.yaml   # -> runs/world2_cpu_stage3/model.safetensors'],
 }
 
 
