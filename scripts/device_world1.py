@@ -173,8 +173,8 @@ def main() -> int:
         run_dir = work / 'runs' / name
         if codes[name] is None and (run_dir / 'checkpoint.pt').exists():
             # stopped at the deadline: export the last checkpoint (its cosine schedule was cut short)
-            done = subprocess.run([sys.executable, '-c', 'import sys, torch; print(torch.load(sys.argv[1], '
-                                   'map_location="cpu", weights_only=True)["step"])', str(run_dir / 'checkpoint.pt')],
+            done = subprocess.run([sys.executable, '-c', 'import sys; from ram_training.train import load_checkpoint; '
+                                   'print(load_checkpoint(sys.argv[1])["step"])', str(run_dir / 'checkpoint.pt')],
                                   capture_output=True, text=True, env=env())
             at = int(done.stdout.strip() or 0)
             log(f'{name} stopped at the deadline; exporting its checkpoint of step {at}')
