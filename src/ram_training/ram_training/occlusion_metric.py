@@ -89,7 +89,7 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
     last = torch.zeros(B, K, 2, device=embed.device)
     steps = torch.zeros(B, K, dtype=torch.long, device=embed.device)      # frames the walk has run
     edges = sorted(buckets or ())
-    by_length = {edge: OcclusionErrors() for edge in edges}
+    by_length: Dict[int, OcclusionErrors] = {}
     walker_sum = last_sum = confidence_sum = 0.0
     count = 0
     for t in range(T):
@@ -120,11 +120,10 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
                         sel = hit & (steps > low) & (steps <= edge)
                         low = edge
                         if bool(sel.any()):
-                            by_length[edge] = by_length[edge].add(OcclusionErrors(
+                            by_length[edge] = by_length.get(edge, OcclusionErrors()).add(OcclusionErrors(
                                 float(walker_err[sel].sum()), float(last_err[sel].sum()), int(sel.sum()),
                                 float(peak[sel].sum())))
         walking = walking & ~vis_t
         last = torch.where(vis_t.unsqueeze(-1), centre[:, t], last)
         seen = seen | vis_t
-    return OcclusionErrors(walker_sum, last_sum, count, confidence_sum,
-                           {edge: e for edge, e in by_length.items() if e.count})
+    return OcclusionErrors(walker_sum, last_sum, count, confidence_sum, by_length)

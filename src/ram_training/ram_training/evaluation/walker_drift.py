@@ -30,12 +30,12 @@ from ram_training.occlusion_metric import OcclusionErrors, occluded_localisation
 BUCKETS = (1, 4, 8, 16, 32, 64, 10 ** 9)      # upper edges of the walk-length bins (frames)
 
 
-def load_videos(kind: str, root, split: str, class_names) -> list:
-    """World 1 videos of a split, or World 2 / KITTI-layout sequences with their hidden boxes."""
+def load_videos(kind: str, root, split: str) -> list:
+    """World 1 videos of a split, or World 2 / KITTI-layout sequences (cars and pedestrians, as
+    kitti_eval scores them) with their hidden boxes."""
     if kind == 'world1':
         return world1_videos(root, split)
-    classes = tuple(c.capitalize() for c in class_names)     # model 'car' -> KITTI 'Car'
-    return kitti_videos(root, 'training', class_names=classes, include_hidden=True)
+    return kitti_videos(root, 'training', include_hidden=True)
 
 
 def walker_drift(model, videos: list, input_size) -> OcclusionErrors:
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     size = trained_input_size(info)
     if size is None:
         p.error(f'{args.model} does not record its training input size')
-    videos = load_videos(args.kind, args.data, args.split, model.cfg.class_names)[:args.videos]
+    videos = load_videos(args.kind, args.data, args.split)[:args.videos]
     errors = walker_drift(model, videos, tuple(size))
     table = rows(errors)
     print('walk frames | hidden frames | walker px | last seen px | walker peak probability')

@@ -79,14 +79,10 @@ def target_box(result: FrameResult, class_name: str = 'target', rule: str = 'sco
     elif rule == 'freshest':
         best = max(live, key=lambda t: (t.state == 'visible', -t.frames_since_seen, t.score))
     elif rule == 'oracle':
-        best = max(live, key=lambda t: box_iou(_xyxy(t), truth))
+        best = max(live, key=lambda t: box_iou(cxcywh_to_xyxy(t.box_cxcywh), truth))
     else:
         raise ValueError(f'unknown selection rule {rule!r} (one of {", ".join(SELECTION_RULES)})')
-    return _xyxy(best)
-
-
-def _xyxy(track) -> np.ndarray:
-    return cxcywh_to_xyxy(track.box_cxcywh)
+    return cxcywh_to_xyxy(best.box_cxcywh)
 
 
 def cxcywh_to_xyxy(box) -> np.ndarray:
