@@ -22,6 +22,7 @@ setup(
             'ram-data = ram_training.data.cli:main',
             'ram-train = ram_training.train:main',
             'ram-eval = ram_training.evaluation.kitti_eval:main',
+            'ram-diagnose = ram_training.diagnose:main',
         ],
     },
 )

@@ -215,6 +215,8 @@ class TrackingPipeline:
             border_margin=params['border_margin'],
             rematch_radius=params['rematch_radius'],
             walker_keeps_offset=params['walker_keeps_offset'],
+            refine_hidden_boxes=params['refine_hidden_boxes'],
+            hidden_score_decay=params['hidden_score_decay'],
             occlusion_model=params['occlusion_model'])
         input_size = (params['input_width'], params['input_height'])
         backend = select_backend(params['backend'], model, input_size, device,

@@ -30,9 +30,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ram_tracker.walk import NodeGrid, Transition, propagate
+from ram_tracker import walk
+from ram_tracker.walk import NodeGrid, Transition
 
 OCCLUSION_MODELS = ('walker', 'none', 'static', 'constant_velocity')
 
@@ -52,6 +52,20 @@ class TrackerConfig:
     # only keeps the sub-node part of the last observation (nodes are 4-8 px apart), so a walker
     # that stays put gives exactly the last seen box. False: Algorithm 1 as published.
     walker_keeps_offset: bool = False
+    # Paper Appendix C (Algorithms 2-3), the LA-CATER box refinement (not part of Algorithm 1;
+    # the paper's Table 1 RAM numbers include it). Only the reported box of a hidden walker track
+    # changes, never its walker or centre: a track that was moving (> refine_motion_px per frame)
+    # when it disappeared keeps the last size at the walker's peak; one that was static keeps its
+    # last visible box until the walker's peak leaves the node it started on; after that it is
+    # taken to be carried by its container, and its box sits directly below the centre of the
+    # nearest visible track, bottom-aligned with it.
+    refine_hidden_boxes: bool = False
+    refine_motion_px: float = 0.5       # model-input pixels per frame
+    # Score of a hidden track, per frame hidden: last detection score * hidden_score_decay ** age.
+    # 1.0 is the authors' tracker (a hidden track keeps its last detection score, so under
+    # "highest score wins" a stale hypothesis can outrank a fresh detection); below 1, fresh
+    # detections win sooner.
+    hidden_score_decay: float = 1.0
 
     def __post_init__(self):
         if self.occlusion_model not in OCCLUSION_MODELS:
@@ -62,6 +76,8 @@ class TrackerConfig:
                              f'{self.det_threshold} and {self.new_track_threshold}')
         if self.max_age < 0:
             raise ValueError(f'max_age must be >= 0, got {self.max_age}')
+        if not 0.0 < self.hidden_score_decay <= 1.0:
+            raise ValueError(f'hidden_score_decay must be in (0, 1], got {self.hidden_score_decay}')
 
 
 @dataclass
@@ -104,14 +120,22 @@ class Track:
     walker_confidence: float = 1.0
     walker: Optional[torch.Tensor] = field(default=None, repr=False)  # (N,) on occluded tracks
     walker_offset: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # see walker_keeps_offset
+    detection_score: float = 0.0   # score of the last detection (score decays from it while hidden)
+    # Appendix C state (refine_hidden_boxes): last visible centre, motion when it disappeared,
+    # whether the walker has left its start node, and the refined box centre (None: `center`)
+    last_seen_center: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
+    was_moving: bool = False
+    moved_while_hidden: bool = False
+    box_center: Optional[np.ndarray] = None
 
     @property
     def box_cxcywh(self) -> np.ndarray:
-        return np.concatenate([self.center, self.size])
+        return np.concatenate([self.center if self.box_center is None else self.box_center, self.size])
 
     @property
     def box_xyxy(self) -> np.ndarray:
-        return np.concatenate([self.center - self.size / 2, self.center + self.size / 2])
+        cx, cy, w, h = self.box_cxcywh
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
 class Tracker:
@@ -154,7 +178,10 @@ class Tracker:
             if matched:
                 continue
             track.frames_since_seen += 1
+            if track.frames_since_seen == 1:
+                track.was_moving = bool(np.linalg.norm(track.velocity) > cfg.refine_motion_px)
             track.state = 'occluded'
+            track.score = track.detection_score * cfg.hidden_score_decay ** track.frames_since_seen
             if cfg.occlusion_model == 'none' or track.frames_since_seen >= cfg.max_age:
                 ended.append(self._end(track))
             else:
@@ -178,6 +205,8 @@ class Tracker:
                 survivors.append(track)
 
         self.tracks = survivors
+        if cfg.refine_hidden_boxes and grid is not None:
+            self._refine_hidden_boxes(grid)
         return survivors + ended
 
     # -- steps --------------------------------------------------------------------------
@@ -206,7 +235,10 @@ class Tracker:
         track.center = dets.centers[i].astype(np.float64)
         track.size = dets.sizes[i].astype(np.float64)
         track.velocity = -dets.tracking[i].astype(np.float64)
-        track.score = float(dets.scores[i])
+        track.score = track.detection_score = float(dets.scores[i])
+        track.last_seen_center = track.center.copy()
+        track.moved_while_hidden = False
+        track.box_center = None
         track.visibility = float(dets.visibility[i])
         track.frames_since_seen = 0
         track.state = 'visible'
@@ -219,18 +251,17 @@ class Tracker:
         """One walk step for all occluded tracks at once (one sparse propagation for M walkers).
         A track's first miss starts its walker one-hot at its last centre, so after the step it
         is that node's transition row (Algorithm 1, init_walk then walk * A)."""
-        walkers = []
-        for track in tracks:
-            if track.walker is None:
-                start = grid.pixel_to_node(torch.as_tensor(track.center, dtype=torch.float32))
-                walker = torch.zeros(grid.num_nodes)
-                walker[start] = 1.0
-                if self.config.walker_keeps_offset:
-                    track.walker_offset = track.center - walker_peaks(walker[None], grid)[1][0]
-                walkers.append(walker)
-            else:
-                walkers.append(track.walker)
-        stepped = propagate(torch.stack(walkers).unsqueeze(0), transition)[0]
+        starting = torch.tensor([track.walker is None for track in tracks])
+        start_nodes = torch.stack([grid.pixel_to_node(torch.as_tensor(track.center, dtype=torch.float32))
+                                   for track in tracks])
+        walkers = torch.stack([torch.zeros(grid.num_nodes) if track.walker is None else track.walker
+                               for track in tracks])
+        if self.config.walker_keeps_offset:
+            for track, node in zip(tracks, start_nodes):
+                if track.walker is None:
+                    start = walk.one_hot_walker(node[None], grid.num_nodes)
+                    track.walker_offset = track.center - walker_peaks(start, grid)[1][0]
+        stepped = walk.step_walkers(walkers[None], starting[None], start_nodes[None], transition)[0]
         confidences, locations = walker_peaks(stepped, grid)
         for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):
             if self.config.walker_keeps_offset:
@@ -240,6 +271,27 @@ class Tracker:
             track.velocity = location - track.center
             track.center = location
             track.box_source = 'walker'
+
+    def _refine_hidden_boxes(self, grid: NodeGrid) -> None:
+        """Appendix C (see TrackerConfig.refine_hidden_boxes) for every hidden walker track."""
+        visible = [t for t in self.tracks if t.state == 'visible']
+        for track in self.tracks:
+            if track.state != 'occluded' or track.box_source != 'walker' or track.was_moving:
+                continue                      # visible, or moving before: the walker's box as is
+            if not track.moved_while_hidden:
+                # static so far: the last visible box until the peak leaves the start node
+                track.moved_while_hidden = bool(
+                    np.abs(track.center - track.last_seen_center).max() > grid.stride / 2)
+            if not track.moved_while_hidden:
+                track.box_center = track.last_seen_center.copy()
+                continue
+            others = [t for t in visible if t.track_id != track.track_id]
+            if not others:
+                track.box_center = None
+                continue
+            container = min(others, key=lambda t: float(np.linalg.norm(t.center - track.center)))
+            bottom = container.center[1] + container.size[1] / 2
+            track.box_center = np.array([container.center[0], bottom - track.size[1] / 2])
 
     def _follow_occluded(self, track: Track, dets: Detections, det_used: np.ndarray) -> bool:
         """Decide the fate of an unmatched track after its motion step; False if it ends."""
@@ -281,22 +333,6 @@ class Tracker:
 
 
 def walker_peaks(walkers: torch.Tensor, grid: NodeGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence (M,) and (x, y) pixel location (M, 2) of walkers (M, N): the max of each
-    walker, and its argmax after bilinear upsampling to the stride-4 feature grid (finer than
-    pooled nodes; as in the official code)."""
-    confidences = walkers.max(dim=1).values.numpy().astype(np.float64)
-    belief = walkers.view(-1, 1, grid.height, grid.width)
-    factor = max(int(round(grid.stride / 4.0)), 1)
-    if factor > 1 and grid.height > 1 and grid.width > 1:
-        # align_corners keeps node (y, x) at upsampled (y * factor, x * factor), i.e. at its pixel.
-        belief = F.interpolate(belief, size=((grid.height - 1) * factor + 1,
-                                             (grid.width - 1) * factor + 1),
-                               mode='bilinear', align_corners=True)
-    width = belief.shape[-1]
-    index = torch.argmax(belief.flatten(1), dim=1).numpy()
-    step = grid.stride / factor
-    # NodeGrid.node_to_pixel is the corner of a node's stride-4 feature cell (CenterNet
-    # convention); the cell's centre is half a feature cell further.
-    xy = np.stack([index % width, index // width], axis=1) * step + grid.offset \
-        + grid.feature_stride / 2
-    return confidences, xy.astype(np.float64)
+    """walk.walker_peaks as float64 numpy: confidences (M,), pixel locations (M, 2)."""
+    confidences, xy = walk.walker_peaks(walkers, grid)
+    return confidences.numpy().astype(np.float64), xy.numpy().astype(np.float64)

@@ -253,6 +253,39 @@ def transition_row(A: Transition, node_index: torch.Tensor) -> torch.Tensor:
     return propagate(start, A)
 
 
+def step_walkers(walkers: torch.Tensor, starting: torch.Tensor, start_node: torch.Tensor,
+                 A: Transition) -> torch.Tensor:
+    """One step of the walk of Algorithm 1 for walkers (B, M, N): where `starting` (B, M) is True
+    the walker first restarts one-hot at start_node (B, M) (a track's first miss, so after the
+    step it is that node's row of A); every walker then moves X <- X A. The tracker and the
+    validation metric both roll out with this, so model selection measures what the node does."""
+    restart = one_hot_walker(start_node, walkers.shape[-1], walkers.dtype)
+    return propagate(torch.where(starting.unsqueeze(-1), restart, walkers), A)
+
+
+def walker_peaks(walkers: torch.Tensor, grid: "NodeGrid") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Confidence (...,) and (x, y) pixel location (..., 2) of walkers (..., N): the max of each
+    walker, and its argmax after bilinear upsampling to the stride-4 feature grid (finer than
+    pooled nodes; as in the official code), at the centre of that feature cell."""
+    lead = walkers.shape[:-1]
+    flat = walkers.reshape(-1, grid.num_nodes).float()
+    confidences = flat.max(dim=1).values
+    belief = flat.view(-1, 1, grid.height, grid.width)
+    factor = max(int(round(grid.stride / grid.feature_stride)), 1)
+    if factor > 1 and grid.height > 1 and grid.width > 1:
+        # align_corners keeps node (y, x) at upsampled (y * factor, x * factor), i.e. at its pixel.
+        belief = F.interpolate(belief, size=((grid.height - 1) * factor + 1, (grid.width - 1) * factor + 1),
+                               mode="bilinear", align_corners=True)
+    width = belief.shape[-1]
+    index = torch.argmax(belief.flatten(1), dim=1)
+    step = grid.stride / factor
+    # NodeGrid.node_to_pixel is the corner of a node's stride-4 feature cell (CenterNet
+    # convention); the cell's centre is half a feature cell further.
+    xy = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=1).float() * step \
+        + grid.offset + grid.feature_stride / 2
+    return confidences.reshape(lead), xy.reshape(*lead, 2)
+
+
 def one_hot_walker(node_index: torch.Tensor, num_nodes: int, dtype=torch.float32) -> torch.Tensor:
     """Walkers (B, M, N) with all mass at node_index (B, M)."""
     walker = torch.zeros(*node_index.shape, num_nodes, dtype=dtype, device=node_index.device)

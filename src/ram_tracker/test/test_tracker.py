@@ -201,3 +201,48 @@ def test_unbounded_stream_keeps_state_bounded():
         sizes.append(len(tracker.tracks))
     assert max(sizes) <= 4 * 17
     assert all(t.walker is None or t.walker.numel() == GRID.num_nodes for t in tracker.tracks)
+
+
+def test_hidden_score_keeps_the_last_detection_or_decays():
+    """The authors' tracker keeps a hidden track's last detection score (so a stale hypothesis
+    can outrank a fresh detection under 'highest score wins'); hidden_score_decay < 1 makes it
+    fade with every hidden frame."""
+    for decay, expected in ((1.0, [0.9, 0.9, 0.9]), (0.5, [0.45, 0.225, 0.1125])):
+        tracker = Tracker(TrackerConfig(hidden_score_decay=decay), IMAGE)
+        tracker.update(dets((16, 24, 10, 12, 0.9, 0, 0, 0)))
+        scores = [tracker.update(dets(), transition=shift_transition(0), grid=GRID)[0].score for _ in range(3)]
+        np.testing.assert_allclose(scores, expected)
+    with pytest.raises(ValueError, match='hidden_score_decay'):
+        TrackerConfig(hidden_score_decay=0.0)
+
+
+def test_appendix_c_refinement_static_then_carried():
+    """Appendix C (refine_hidden_boxes): a static object keeps its last visible box while the
+    walker stays on its start node; once the walker moves, the box sits directly below the
+    nearest visible object's centre, bottom-aligned (carried by its container). The walker and
+    the track's centre are unchanged; without the option the box is at the walker's peak."""
+    out = {}
+    for refine in (False, True):
+        tracker = Tracker(TrackerConfig(refine_hidden_boxes=refine), IMAGE)
+        # target (class 0) at (17, 27), static; a cone (class 1) 30x20 next to it
+        tracker.update(dets((17, 27, 6, 6, 0.9, 0, 0, 0), (30, 20, 30, 20, 0.9, 1, 0, 0)))
+        cone = lambda x: (x, 20, 30, 20, 0.9, 1, -8, 0)                     # noqa: E731
+        target = lambda tracks: next(t for t in tracks if t.class_id == 0)   # noqa: E731
+        static = target(tracker.update(dets(cone(30)), transition=shift_transition(0), grid=GRID))
+        static = static.box_cxcywh.copy()                                   # tracks are live objects
+        carried = target(tracker.update(dets(cone(38)), transition=shift_transition(+1), grid=GRID))
+        out[refine] = (static, carried.box_cxcywh.copy(), carried.center.copy())
+    (raw_static, raw_carried, raw_centre), (ref_static, ref_carried, ref_centre) = out[False], out[True]
+    # raw walker: the centre of the peak's node cell (node (2, 3) -> 18, 26; then (3, 3) -> 26, 26)
+    np.testing.assert_allclose(raw_static, [18, 26, 6, 6])
+    np.testing.assert_allclose(raw_carried, [26, 26, 6, 6])
+    # refined: the last visible box while static; under the cone (cx 38, bottom 30) when carried
+    np.testing.assert_allclose(ref_static, [17, 27, 6, 6])
+    np.testing.assert_allclose(ref_carried, [38, 27, 6, 6])
+    np.testing.assert_allclose(ref_centre, raw_centre)                              # the walk is the same
+    # a track that was moving when it disappeared keeps the naive box (walker peak, last size)
+    tracker = Tracker(TrackerConfig(refine_hidden_boxes=True), IMAGE)
+    tracker.update(dets((17, 27, 6, 6, 0.9, 0, 0, 0)))
+    tracker.update(dets((21, 27, 6, 6, 0.9, 0, -4, 0)))                            # moving 4 px/frame
+    (moving,) = tracker.update(dets(), transition=shift_transition(+1), grid=GRID)
+    np.testing.assert_allclose(moving.box_cxcywh, np.concatenate([moving.center, [6, 6]]))

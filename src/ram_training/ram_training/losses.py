@@ -12,9 +12,14 @@ of consecutive node embeddings. At every later frame where the object is visible
 multiplied by the label-smoothing mask H = (1 - g)^4 (g: gaussian around the true node, peak
 zeroed), renormalised, and scored with a focal cross entropy -(1-p)^2 log p at the true node; the
 *unmasked* walker keeps propagating. Terms are weighted by occlusion_weight * (length of the
-occlusion just ended) + 1 and normalised by the sum of weights.
+occlusion just ended) + 1.
+Normalisation (the authors' trainer, src/lib/trainer.py): the weights are normalised *within each
+frame* (over the batch's objects), and the per-frame losses are summed and divided by T, like L_PT.
+A single weighted mean over all frames at once (`walk_normalisation: global`, kept only for the
+ablation) lets the few re-appearance terms (weights in the hundreds) carry nearly all of the walk
+gradient, which then dwarfs the detection gradient at the memory (docs/TRAINING.md, diagnostics).
 L_over (eq. 7): walker mass of occluded, previously seen objects on radius-1 gaussians around the
-nodes of the other, visible objects.
+nodes of the other, visible objects; a mean per frame, summed over frames and divided by T.
 No label of an invisible object is used by L_RAM or L_over.
 """
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ram_tracker.model import OUTPUT_STRIDE
 from .targets import gaussian_maps
 
 VARIANTS = ("ram", "no_walk", "supervised_invisible")
+WALK_NORMALISATIONS = ("frame", "global")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class LossConfig:
     label_smoothing: bool = True
     walk_gamma: float = 2.0          # focal exponent of the walk cross entropy
     occlusion_weight: float = 20.0   # per-term weight 20 * (just-ended occlusion length) + 1
+    walk_normalisation: str = "frame"  # frame: authors' trainer (weights normalised per frame, / T); global: ablation
     walk_local: bool = True          # local window (sec. 3.3) or global dense transitions
     walk_radius: float = 0.2         # window radius relative to the node-grid height
     walk_tau: float = 0.1
@@ -61,6 +68,8 @@ class LossConfig:
 
     def __post_init__(self):
         assert self.variant in VARIANTS, f"variant {self.variant!r} not in {VARIANTS}"
+        assert self.walk_normalisation in WALK_NORMALISATIONS, \
+            f"walk_normalisation {self.walk_normalisation!r} not in {WALK_NORMALISATIONS}"
 
     @property
     def uses_walk(self) -> bool:
@@ -143,7 +152,8 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
     R = cfg.walk_radius_cells(grid.height)
 
     walker = embed.new_zeros(B, M, N)
-    ce_sum, weight_sum = zero, zero
+    per_frame = cfg.walk_normalisation == "frame"
+    ce_sum, weight_sum = zero, zero          # global form: one weighted mean over every term
     over_sum, over_count = zero, zero
     for t in range(T):
         if t > 0:
@@ -160,12 +170,20 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
             p = p.clamp(1e-8, 1.0)
             focal = -(1 - p) ** cfg.walk_gamma * torch.log(p)
             w = weight[:, t] * sup[:, t]
-            ce_sum = ce_sum + (focal * w).sum()
-            weight_sum = weight_sum + w.sum()
+            if per_frame:
+                ce_sum = ce_sum + (focal * w).sum() / w.sum()
+            else:
+                ce_sum = ce_sum + (focal * w).sum()
+                weight_sum = weight_sum + w.sum()
         if cfg.overlap and bool(occ[:, t].any()):
             on_others = (walker * targets["overlap_map"][:, t].unsqueeze(1)).sum(-1)   # (B,M)
-            over_sum = over_sum + (on_others * occ[:, t]).sum()
-            over_count = over_count + occ[:, t].sum()
+            if per_frame:
+                over_sum = over_sum + (on_others * occ[:, t]).sum() / occ[:, t].sum()
+            else:
+                over_sum = over_sum + (on_others * occ[:, t]).sum()
+                over_count = over_count + occ[:, t].sum()
+    if per_frame:
+        return {"ram": ce_sum / T, "overlap": over_sum / T}
     return {"ram": ce_sum / weight_sum.clamp_min(1e-12), "overlap": over_sum / over_count.clamp_min(1.0)}
 
 

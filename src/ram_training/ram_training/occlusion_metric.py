@@ -3,11 +3,12 @@
 For every object and frame: while the object is visible (visibility > vis_seen) its walk is
 reset and its last-seen centre remembered. From the first frame it is not visible, a walker
 starts at the node of the last-seen centre and is propagated with the model's transitions,
-exactly as the tracker does (paper Algorithm 1: first miss = the row of the transition at the
-last observed node, later misses = walker @ A). On every frame where the object is fully hidden
-(visibility <= vis_hidden) but its true box is known (`present`, centre inside the image) we
-record two distances in input pixels to the true centre:
-  * walker: the centre of the walker's argmax node;
+with the tracker's own code (walk.step_walkers: paper Algorithm 1, first miss = the row of the
+transition at the last observed node, later misses = walker @ A). On every frame where the object
+is fully hidden (visibility <= vis_hidden) but its true box is known (`present`, centre inside the
+image) we record two distances in input pixels to the true centre:
+  * walker: the tracker's location of the walker (walk.walker_peaks: argmax after bilinear
+    upsampling to the stride-4 grid, centre of that cell);
   * last_seen: the last visible centre (what a tracker without permanence would predict).
 Permanence has emerged when walker < last_seen. Frames between vis_hidden and vis_seen (the
 label-hygiene ignore band) keep walking but are not scored.
@@ -99,18 +100,17 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
             if bool(missing.any()):
                 A = walk.transition(embed[:, t - 1], embed[:, t], tau, radius)
                 first = missing & ~walking
-                start = walk.transition_row(A, grid.pixel_to_node(last))        # first miss: row of A
-                moved = walk.propagate(walker, A)                                # later misses: X A
-                walker = torch.where(first.unsqueeze(-1), start, torch.where(missing.unsqueeze(-1), moved, walker))
+                # the tracker's own rollout and peak (walk.step_walkers, walk.walker_peaks)
+                stepped = walk.step_walkers(walker, first, grid.pixel_to_node(last), A)
+                walker = torch.where(missing.unsqueeze(-1), stepped, walker)
                 walking = missing
                 steps = torch.where(first, 1, torch.where(missing, steps + 1, steps))
                 hit = scored[:, t] & missing
                 if bool(hit.any()):
-                    guess = grid.node_to_pixel(walker.argmax(-1)) + grid.feature_stride / 2   # (B,K,2)
+                    peak, guess = walk.walker_peaks(walker, grid)                # (B,K), (B,K,2)
                     truth = centre[:, t]
                     walker_err = (guess - truth).norm(dim=-1)
                     last_err = (last - truth).norm(dim=-1)
-                    peak = walker.max(-1).values
                     walker_sum += float(walker_err[hit].sum())
                     last_sum += float(last_err[hit].sum())
                     confidence_sum += float(peak[hit].sum())

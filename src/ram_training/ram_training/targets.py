@@ -9,6 +9,7 @@ Label hygiene (RAM_NOTES.md, the official loader):
   * walkers whose start is within one node of another visible object's node are skipped;
   * tracks that move farther than the walk window can reach between two visible frames are
     dropped from the walk loss (the walker cannot follow them).
+The visibility head is trained on the visible fraction of each labelled object.
 The supervised-invisible baseline (PermaTrack) additionally labels present but invisible objects
 with heatmap weight `invisible_hm_weight` and uses no walk.
 
@@ -114,7 +115,10 @@ def build_targets(clip: Dict[str, torch.Tensor], num_classes: int, node_grid: No
     prev_labelled[:, 1:] = labelled[:, :-1]
     prev_centre = torch.zeros_like(centre)
     prev_centre[:, 1:] = centre[:, :-1]
-    vis_target = visible.float()
+    # visibility head: the visible fraction of each labelled object (partly occluded objects are
+    # the signal; a 0/1 "visible" target would be all ones here, since RAM labels visible objects
+    # only). Under supervised_invisible the hidden objects add targets near 0.
+    vis_target = torch.where(labelled, vis.clamp(0.0, 1.0), torch.zeros_like(vis))
     vis_mask = labelled
 
     # --- walker labels on the node grid -----------------------------------------------------

@@ -111,7 +111,8 @@ def make_loaders(cfg: TrainConfig, start_step: int, rank: int, world: int):
     from .data.clips import ClipConfig, ClipDataset, collate_clips
     d = cfg.data
     clip_cfg = ClipConfig(clip_length=d.clip_length, strides=tuple(d.strides), image_size=tuple(d.image_size),
-                          require_occlusion=d.require_occlusion)
+                          require_occlusion=d.require_occlusion, sampler=d.sampler, max_stride=d.max_stride,
+                          visible_threshold=cfg.loss.vis_ignore)
     supervised = cfg.loss.variant == "supervised_invisible"
     train_videos = make_videos(cfg, d.train_split, d.train_sequences, include_hidden=supervised)
     train_set = ClipDataset(train_videos, clip_cfg, "random", d.samples_per_epoch or None, seed=cfg.train.seed)

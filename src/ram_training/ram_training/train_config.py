@@ -61,6 +61,8 @@ class DataConfig:
     batch_size: int = 4                           # global batch (all ranks, all micro-batches)
     samples_per_epoch: int = 0                    # clips per data epoch; 0: ceil(frames / clip_length)
     require_occlusion: bool = False               # resample until a clip holds an occlusion (LA-CATER recipe)
+    sampler: str = "uniform"                      # uniform | occlusion (clips around one hidden run; data/clips.py)
+    max_stride: int = 4                           # occlusion sampler: largest stride for runs too long for `strides`
     workers: int = 0                              # DataLoader worker processes
     val_clips: int = 16                           # fixed validation clips (drawn once, seeded)
     val_clip_length: int = 0                      # 0: clip_length
@@ -338,6 +340,12 @@ def check_semantics(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.val_clip_length: must be 0 (= clip_length) or >= 2, got {d.val_clip_length}")
     if not d.strides or any(s < 1 for s in d.strides):
         raise ConfigError(f"data.strides: need at least one stride >= 1, got {d.strides}")
+    from .data.clips import SAMPLERS
+    _one_of("data.sampler", d.sampler, SAMPLERS)
+    if d.max_stride < max(d.strides):
+        raise ConfigError(f"data.max_stride: must be >= the largest of data.strides {d.strides}, got {d.max_stride}")
+    from .losses import WALK_NORMALISATIONS
+    _one_of("loss.walk_normalisation", cfg.loss.walk_normalisation, WALK_NORMALISATIONS)
     _positive("data.batch_size", d.batch_size)
     _positive("data.val_batch_size", d.val_batch_size)
     _positive("data.samples_per_epoch", d.samples_per_epoch, zero_ok=True)

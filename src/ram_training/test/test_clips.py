@@ -148,3 +148,48 @@ def test_world2_clips_through_dataloader(tmp_path):
     assert batch["boxes"].shape == (2, 6, K, 4) and batch["present"].shape == (2, 6, K)
     assert set(batch["classes"].unique().tolist()) <= {-1, 0, 1}
     assert (batch["boxes"][..., 2] <= 64 + 1e-3).all()
+
+
+class LongOcclusionVideo(FakeVideo):
+    """300 frames; track 0 hidden in frames 100-149 (a 50-frame occlusion), track 1 hidden in
+    frames 200-202 (3 frames): long runs are rare among runs, but hold most hidden frames."""
+
+    def __init__(self):
+        super().__init__(num_frames=300)
+        vis = self.annotations.visibility
+        vis[:] = 1.0
+        self.annotations.present[:] = True
+        vis[100:150, 0] = 0.0
+        vis[200:203, 1] = 0.0
+
+
+def ends_inside(video, frames, track, first, last):
+    """The clip samples the track visible before `first`, hidden through the run, visible after."""
+    vis = video.annotations.visibility[frames, track] > 0.15
+    inside = (frames >= first) & (frames <= last)
+    before, after = frames < first, frames > last
+    return bool(vis[before].any() and (~vis[inside]).all() and inside.any() and vis[after].any()
+                and vis[np.flatnonzero(after)[0]])
+
+
+def test_occlusion_sampler_supervises_long_occlusions():
+    """A 50-frame occlusion cannot end inside a 16-frame clip at stride 1 or 2: the uniform
+    sampler (with require_occlusion) never supervises it, the occlusion sampler draws it in
+    proportion to its length with a longer stride, beginning and end inside the clip."""
+    video = LongOcclusionVideo()
+    assert [(r.track, r.first, r.last) for r in clips.hidden_runs(video.annotations.present,
+            video.annotations.visibility, 0.15)] == [(0, 100, 149), (1, 200, 202)]
+    uniform = clips.ClipDataset([video], clips.ClipConfig(clip_length=16, require_occlusion=True), samples_per_epoch=200)
+    assert not any(ends_inside(video, uniform.sample_frames(i)[1], 0, 100, 149) for i in range(200))
+    focused = clips.ClipDataset([video], clips.ClipConfig(clip_length=16, sampler="occlusion", max_stride=4),
+                                samples_per_epoch=200)
+    long_runs = short_runs = 0
+    for i in range(200):
+        frames = focused.sample_frames(i)[1]
+        long_runs += ends_inside(video, frames, 0, 100, 149)
+        short_runs += ends_inside(video, frames, 1, 200, 202)
+    assert long_runs + short_runs == 200                   # every clip holds a whole hidden run
+    assert 150 < long_runs < 200 and short_runs > 0        # drawn ~50:3, by hidden frames
+    # a run longer than max_stride * (T - 1) - 1 frames cannot fit and is left out
+    with pytest.raises(ValueError, match="no hidden run"):
+        clips.ClipDataset([video], clips.ClipConfig(clip_length=4, sampler="occlusion", max_stride=1))

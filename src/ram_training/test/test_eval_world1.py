@@ -35,18 +35,18 @@ def test_target_box_is_the_best_live_target_including_walker_boxes():
     assert target_box(FrameResult([], [], 0)) is None
 
 
-def test_selection_rules_freshest_and_oracle():
+def test_selection_rules_fresh_first_and_oracle():
     # A stale hidden hypothesis (seen 40 frames ago, high score) and a fresher one (seen 3
-    # frames ago): the paper's rule takes the stale one, 'freshest' the recent one; a visible
-    # target beats both under 'freshest'; 'oracle' takes the box nearest the truth.
+    # frames ago): the paper's rule takes the stale one, 'fresh_first' the recent one; a visible
+    # target beats both under 'fresh_first'; 'oracle' takes the box nearest the truth.
     stale = _track('target', 0.9, 'occluded', 20, since=40)
     recent = _track('target', 0.6, 'occluded', 40, since=3)
     result = FrameResult(tracks=[stale, recent], beliefs=[], num_detections=0)
     np.testing.assert_allclose(target_box(result, rule='score'), [18, 8, 22, 12])
-    np.testing.assert_allclose(target_box(result, rule='freshest'), [38, 8, 42, 12])
+    np.testing.assert_allclose(target_box(result, rule='fresh_first'), [38, 8, 42, 12])
     seen = FrameResult(tracks=[stale, recent, _track('target', 0.45, 'visible', 60)], beliefs=[],
                        num_detections=1)
-    np.testing.assert_allclose(target_box(seen, rule='freshest'), [58, 8, 62, 12])
+    np.testing.assert_allclose(target_box(seen, rule='fresh_first'), [58, 8, 62, 12])
     np.testing.assert_allclose(target_box(seen, rule='oracle', truth=np.array([39., 8, 43, 12])),
                                [38, 8, 42, 12])
     with pytest.raises(ValueError, match='unknown selection rule'):
@@ -74,8 +74,10 @@ def test_end_to_end_on_a_tiny_world(tmp_path):
                                     neck_channels=16, memory_channels=16, head_channels=16,
                                     embed_channels=16, embed_pool='none'))
     results = evaluate_models({'m': (model.eval(), dict(OCCLUSION_MODELS))}, tmp_path, 'test',
-                              (64, 64), log=lambda *_: None)
-    assert set(results) == {f'm/{k}' for k in OCCLUSION_MODELS}
+                              (64, 64), log=lambda *_: None, selection=('score', 'fresh_first'))
+    # the paper's rule and the fresh-first rule from the same pass; Appendix C beside the raw walker
+    assert set(results) == {f'm/{k}' for k in OCCLUSION_MODELS} | {f'm/{k}@fresh_first' for k in OCCLUSION_MODELS}
+    assert 'ram_refined' in OCCLUSION_MODELS and 'ram' in OCCLUSION_MODELS
     for metrics in results.values():
         assert metrics['frames_visible'] + metrics['frames_occluded'] + \
             metrics['frames_contained'] + metrics['frames_carried'] == 24

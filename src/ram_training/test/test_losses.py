@@ -112,7 +112,8 @@ def test_overlap_penalises_walkers_on_visible_objects():
     occluder = [box_at(60, 60), box_at(30, 30), box_at(30, 30)]   # sits on the hidden object's node
     tg = build_targets(make_clip([occluded, occluder], T=3), 1, GRID, LossConfig())
     out = ram_losses(position_embeddings(3, 0), tg, LossConfig(), GRID)           # walker stays put
-    assert out["overlap"] > 0.99
+    # all its mass is on the occluder in both hidden frames; per-frame means summed over frames / T
+    assert out["overlap"] > 0.99 * 2 / 3
 
 
 def test_smoothing_mask_zeroes_the_peak_of_the_gaussian_only():
@@ -154,3 +155,39 @@ def test_ram_gradient_reaches_embedding_head():
     assert model.embed.conv2.weight.grad.abs().sum() > 0
     assert model.memory.candidate.weight.grad.abs().sum() > 0
     assert model.heads.heads["hm"][0].weight.grad is None                         # the walk does not touch heads
+
+
+def test_walk_loss_is_normalised_within_each_frame():
+    """The authors' trainer normalises the occlusion weights within each frame and averages the
+    frames. A single weighted mean over the clip (the old form) lets one re-appearance term with
+    weight 20 * gap + 1 outweigh every other frame: the loss must be the sum of its frames'
+    separately normalised losses, each 1/T of the clip."""
+    hidden = box_at(30, 30, vis=0.0)
+    reappears = [box_at(10, 30), box_at(14, 30), hidden, hidden, hidden, box_at(30, 30)]   # weight 61 at t=5
+    always = [box_at(10, 50), box_at(14, 50), box_at(18, 50), box_at(22, 50), box_at(26, 50), box_at(30, 50)]
+    tg = build_targets(make_clip([reappears, always], T=6), 1, GRID, LossConfig())
+    assert tg["walk_weight"][0, 5].tolist() == [61.0, 1.0]
+    cfg = LossConfig(label_smoothing=False)
+    embed = position_embeddings(6, 0)                                            # walkers stay: every term > 0
+    whole = ram_losses(embed, tg, cfg, GRID)["ram"]
+    frames = []
+    for t in range(6):
+        only_t = dict(tg, walk_visible=torch.zeros_like(tg["walk_visible"]))
+        only_t["walk_visible"][:, t] = tg["walk_visible"][:, t]
+        frames.append(ram_losses(embed, only_t, cfg, GRID)["ram"])
+    assert torch.allclose(whole, sum(frames), rtol=1e-5)
+    # and its scale does not depend on how long the occlusion was (weights are relative per frame)
+    heavier = ram_losses(embed, dict(tg, walk_weight=tg["walk_weight"] * (1 + 9 * (tg["walk_weight"] > 1))), cfg, GRID)
+    assert torch.allclose(heavier["ram"], whole, rtol=0.25)
+    # the old single weighted mean is kept as an ablation and is a different number
+    old = ram_losses(embed, tg, LossConfig(label_smoothing=False, walk_normalisation="global"), GRID)["ram"]
+    assert not torch.allclose(old, whole, rtol=1e-2)
+
+
+def test_visibility_head_learns_the_visible_fraction():
+    """Its targets were all ones (only visible objects are labelled), so the head learned nothing.
+    It now regresses the visible fraction of each labelled object."""
+    clip = make_clip([[box_at(18, 22, vis=1.0)], [box_at(48, 40, vis=0.5)], [box_at(30, 50, vis=0.3)]], T=1)
+    tg = build_targets(clip, 1, GRID, LossConfig())
+    assert tg["vis_mask"][0, 0].tolist() == [True, True, True]
+    assert torch.allclose(tg["vis_target"][0, 0], torch.tensor([1.0, 0.5, 0.3]))

@@ -30,6 +30,9 @@ from . import kitti, world_lacater
 from .annotations import TrackAnnotations
 
 
+SAMPLERS = ("uniform", "occlusion")
+
+
 @dataclass
 class ClipConfig:
     clip_length: int = 12          # paper: 12 KITTI, 16 PD, 70 / 120 LA-CATER
@@ -37,6 +40,15 @@ class ClipConfig:
     image_size: tuple | None = None  # (width, height) to resize to; None keeps the source size
     require_occlusion: bool = False  # resample until the clip holds an occlusion (LA-CATER recipe)
     occlusion_tries: int = 20
+    # "uniform": start drawn uniformly (with require_occlusion: any object's gap will do).
+    # "occlusion": draw one hidden run of one object (every hidden frame equally likely, so long
+    # runs are drawn in proportion to their length), then a stride and start such that the clip
+    # holds the object's last visible frame before the run and a visible frame after it: the
+    # walk loss is supervised by the run's end. Strides beyond `strides` (up to max_stride) are
+    # used only for runs too long for the largest of them.
+    sampler: str = "uniform"
+    max_stride: int = 4
+    visible_threshold: float = 0.15  # visibility above which a frame counts as visible (= LossConfig.vis_ignore)
 
 
 def pingpong_indices(num_frames: int, start: int, length: int, stride: int) -> np.ndarray:
@@ -60,6 +72,57 @@ def clip_has_occlusion(present: np.ndarray, visibility: np.ndarray, min_visibili
         if idx.size >= 2 and (np.diff(idx) > 1).any():
             return True
     return False
+
+
+@dataclass(frozen=True)
+class HiddenRun:
+    """Frames first..last (inclusive) of one track are not visible; frames first-1 and last+1 are."""
+    video: int
+    track: int           # column in the video's annotations
+    first: int
+    last: int
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1
+
+
+def hidden_runs(present: np.ndarray, visibility: np.ndarray, visible_threshold: float, video: int = 0) -> list:
+    """Every run of not-visible frames of every track that has a visible frame on both sides."""
+    visible = present & (visibility > visible_threshold)
+    runs = []
+    for k, column in enumerate(visible.T):
+        idx = np.flatnonzero(column)
+        for before, after in zip(idx[:-1], idx[1:]):
+            if after - before > 1:
+                runs.append(HiddenRun(video, k, int(before) + 1, int(after) - 1))
+    return runs
+
+
+def occlusion_clip(run: HiddenRun, num_frames: int, visible: np.ndarray, length: int, strides, max_stride: int,
+                   rng: np.random.Generator):
+    """(stride, frames) of a clip of `length` frames in which run's track is visible, then hidden
+    for the whole run, then visible again; None if no stride up to max_stride fits it."""
+    gap = run.last - run.first + 2                       # frames from the last visible to the next visible
+    fitting = [s for s in strides if s * (length - 1) >= gap]
+    if not fitting:
+        fitting = [s for s in range(max(strides) + 1, max_stride + 1) if s * (length - 1) >= gap][:1]
+    if not fitting:
+        return None
+    stride = int(rng.choice(fitting))
+    span = stride * (length - 1)
+    before = run.first - 1
+    # the clip must sample `before` (the walker starts there) and a visible frame after the run
+    low = max(0, run.last + 1 - span)
+    high = min(before, num_frames - 1 - span)
+    candidates = [s for s in range(low, high + 1) if (before - s) % stride == 0]
+    rng.shuffle(candidates)
+    for start in candidates[:8]:
+        frames = start + stride * np.arange(length)
+        after = frames[frames > run.last]
+        if after.size and visible[after[0], run.track]:
+            return stride, frames.astype(np.int64)
+    return None
 
 
 class VideoSource:
@@ -242,6 +305,21 @@ class ClipDataset(torch.utils.data.Dataset):
                 self.windows += [(vi, s) for s in starts]
         default = int(np.ceil(lengths / T).sum())
         self.samples_per_epoch = samples_per_epoch or default
+        if config.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+        self.runs, self.run_weights, self.visible = [], None, []
+        if config.sampler == "occlusion" and mode == "random":
+            limit = config.max_stride * (T - 1) - 1        # longest run a clip can hold
+            for vi, v in enumerate(self.videos):
+                ann = v.annotations
+                self.visible.append(ann.present & (ann.visibility > config.visible_threshold))
+                self.runs += [r for r in hidden_runs(ann.present, ann.visibility, config.visible_threshold, vi)
+                              if r.length <= limit]
+            if not self.runs:
+                raise ValueError(f"sampler 'occlusion': no hidden run of at most {limit} frames with a visible "
+                                 f"frame on both sides in {len(self.videos)} videos")
+            lengths_of_runs = np.array([r.length for r in self.runs], dtype=np.float64)
+            self.run_weights = lengths_of_runs / lengths_of_runs.sum()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -256,6 +334,13 @@ class ClipDataset(torch.utils.data.Dataset):
             vi, start = self.windows[index]
             return vi, pingpong_indices(self.videos[vi].num_frames, start, T, 1)
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.runs:
+            for _ in range(max(self.config.occlusion_tries, 1)):
+                run = self.runs[int(rng.choice(len(self.runs), p=self.run_weights))]
+                picked = occlusion_clip(run, self.videos[run.video].num_frames, self.visible[run.video], T,
+                                        self.config.strides, self.config.max_stride, rng)
+                if picked is not None:
+                    return run.video, picked[1]
         for _ in range(max(self.config.occlusion_tries, 1)):
             vi = int(rng.choice(len(self.videos), p=self.video_weights))
             n = self.videos[vi].num_frames

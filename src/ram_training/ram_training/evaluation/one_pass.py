@@ -21,16 +21,18 @@ from ram_tracker.tracker import Tracker, TrackerConfig
 
 
 class OnePassTrackers:
-    """`methods`: name -> occlusion model ('walker', 'static', 'constant_velocity', 'none');
-    every other threshold comes from `tracker_config`."""
+    """`methods`: name -> occlusion model ('walker', 'static', 'constant_velocity', 'none'), or
+    a dict of TrackerConfig fields that differ from `tracker_config` (e.g. {'occlusion_model':
+    'walker', 'refine_hidden_boxes': True}); every other threshold comes from `tracker_config`."""
 
     def __init__(self, stream: StreamingModel, tracker_config: TrackerConfig,
-                 methods: Mapping[str, str]):
+                 methods: Mapping[str, str | Mapping]):
         self.stream = stream
         input_size = (stream.input_width, stream.input_height)
-        self.trackers = {name: Tracker(replace(tracker_config, occlusion_model=occlusion),
-                                       input_size)
-                         for name, occlusion in methods.items()}
+        self.trackers = {}
+        for name, method in methods.items():
+            fields = dict(method) if isinstance(method, Mapping) else {'occlusion_model': method}
+            self.trackers[name] = Tracker(replace(tracker_config, **fields), input_size)
 
     def reset(self) -> None:
         """A new video: forget the stream's memory and every tracker's tracks."""

@@ -289,7 +289,8 @@ def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path
         'data': str(Path(data_root).resolve()), 'videos': names,
         'world1_json': hashlib.sha256((Path(data_root) / 'world1.json').read_bytes()).hexdigest(),
         'tracker': _plain(asdict(world1.LACATER_TRACKER)),
-        'methods': sorted(world1.OCCLUSION_MODELS), 'records': 1}
+        'methods': sorted(world1.OCCLUSION_MODELS), 'records': 1,
+        'selection': ['score', 'fresh_first']}
     cache = out / 'world1' / 'results.json'
     cached = _json(cache)
     if cached and cached.get('fingerprint') == fingerprint:
@@ -314,16 +315,22 @@ def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path
     for models, input_size in zip(groups, sizes):
         results.update(world1.evaluate_models(
             models, data_root, 'test', input_size, max_videos=videos,
-            log=lambda m: log(f'  {m}'), occlusion_records=records))
-    methods = {_world1_method_name(k): v for k, v in results.items()}
+            log=lambda m: log(f'  {m}'), occlusion_records=records,
+            selection=('score', 'fresh_first')))
     order = [*world1.OCCLUSION_MODELS, WORLD1_BASELINE_LABEL]
-    methods = {k: methods[k] for k in order if k in methods}
+    by_rule = {}
+    for suffix in ('', '@fresh_first'):
+        named = {_world1_method_name(k[:len(k) - len(suffix)]): v for k, v in results.items()
+                 if ('@' not in k if not suffix else k.endswith(suffix))}
+        by_rule[suffix] = {k: named[k] for k in order if k in named}
+    methods, fresh_first = by_rule[''], by_rule['@fresh_first']
     for r in records:
         r['method'] = _world1_method_name(r['method'])
         r['dataset'] = 'world1'
     seconds = time.perf_counter() - started
     frames = sum(len(w1.load_video(p)[1].states) for p in w1.list_videos(data_root, 'test')[:videos])
-    record = {'fingerprint': fingerprint, 'methods': methods, 'occlusion_errors': records,
+    record = {'fingerprint': fingerprint, 'methods': methods, 'fresh_first': fresh_first,
+              'occlusion_errors': records,
               'frames': frames, 'model_passes_per_frame': len(groups[0]) + len(groups) - 1,
               'seconds': round(seconds, 2), 'input_size': list(size)}
     atomic_write_text(cache, json.dumps(record, indent=2) + '\n')
@@ -600,7 +607,8 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         w1 = run_world1(w1_root, args.world1_videos, models['world1_ram'],
                         models.get('world1_nowalk'), out)
-        results['datasets']['world1'] = {'methods': w1['methods']}
+        results['datasets']['world1'] = {'methods': w1['methods'],
+                                         'fresh_first': w1.get('fresh_first', {})}
         results['data']['world1']['frames'] = w1['frames']
         results['occlusion_errors'] += w1['occlusion_errors']
         results['world1_throughput'] = {
