@@ -52,6 +52,9 @@ LOSS_TERMS = ("total", "hm", "wh", "reg", "tracking", "visibility", "ram", "over
 VAL_TERMS = ("val_loss", "val_ram", "val_occl_walker_px", "val_occl_last_seen_px", "val_occl_gain_px",
              "val_occl_frames")
 CSV_COLUMNS = ("step", "lr") + LOSS_TERMS + ("grad_norm", "clips_per_s", "frames_per_s", "s_per_step") + VAL_TERMS
+# model settings that shape the walk but no weight: a model may be fine-tuned with other values
+# (e.g. the Table 3 global-walk row from a local-walk model)
+WALK_ONLY_MODEL_KEYS = {"walk_local", "walk_radius", "walk_tau"}
 # config keys that may change on --resume (the rest must match the checkpoint: same run)
 RESUME_MAY_CHANGE = {"train.steps", "train.log_interval", "train.val_interval", "train.checkpoint_interval",
                      "train.progress", "train.threads", "train.device", "data.workers", "data.val_batch_size", "train.init_from"}
@@ -358,8 +361,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         # fine-tuning (the paper's long-clip stage, PD -> KITTI): weights only, fresh optimiser
         from ram_tracker.checkpoint import load_weights
         init, init_info = load_weights(cfg.train.init_from)
-        if init.cfg.to_dict() != cfg.model.to_dict():
-            diff = ", ".join(k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict()))
+        differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
+                  if k not in WALK_ONLY_MODEL_KEYS]
+        if differ:
+            diff = ", ".join(differ)
             print(f"ram-train: train.init_from {cfg.train.init_from}: its model config differs in {diff}", file=sys.stderr)
             return 2
         model.load_state_dict(init.state_dict())

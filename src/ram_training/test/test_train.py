@@ -174,8 +174,9 @@ def test_long_clip_finetuning_from_exported_weights(tmp_path, world1):
     assert all(torch.equal(b[k], a[k]) for k in a if k.startswith("backbone."))   # BN statistics included
     assert not all(torch.equal(b[k], a[k]) for k in a if k.startswith("memory."))
     assert info["config"]["train"]["init_from"] == str(weights)
-    # a model config that does not match the weights is refused
+    # a model config that does not match the weights is refused; walk settings hold no weight
     assert train.main(["--config", str(second), "train.name=third", "model.head_channels=8"]) == 2
+    assert train.main(["--config", str(second), "train.name=fourth", "model.walk_local=false"]) == 0
 
 
 def test_lr_schedules():
