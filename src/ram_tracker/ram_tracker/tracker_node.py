@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
+import traceback
 
 import numpy as np
 import rclpy
@@ -20,7 +21,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -34,6 +36,14 @@ from ram_tracker.pipeline import TrackingPipeline
 from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg, track_markers,
                                          tracks_to_msg)
 from ram_tracker.visualize import draw_tracks
+
+# Sensor-data QoS with depth 1 (rclpy's qos_profile_sensor_data keeps 5): a slow frame never
+# queues a backlog of stale ones; the newest image wins.
+IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                       reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+# Publishers whose last sequence number is remembered (a restarted driver is a new publisher).
+MAX_TRACKED_PUBLISHERS = 16
 
 
 class TrackerNode(LifecycleNode):
@@ -53,7 +63,8 @@ class TrackerNode(LifecycleNode):
         self._latencies_ms: collections.deque = collections.deque(maxlen=100)
         self._processed_times: collections.deque = collections.deque(maxlen=100)
         self._last_stamp: Time | None = None
-        self._last_reception_seq: int | None = None
+        # Last publication sequence number taken, per publisher gid (drop counting).
+        self._last_publication_seq: collections.OrderedDict = collections.OrderedDict()
         self._camera_info_size: tuple[int, int] | None = None
         self._image_size: tuple[int, int] | None = None
         if self.get_parameter('autostart').value:
@@ -79,10 +90,9 @@ class TrackerNode(LifecycleNode):
             'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics',
                                                            QoSProfile(depth=10)),
         }
-        # Sensor-data QoS, depth 1: a slow frame never queues a backlog; the newest image wins
-        # and the ones it replaced are counted as dropped (reception sequence numbers).
-        self._subs = [self.create_subscription(Image, 'image', self._on_image,
-                                               qos_profile_sensor_data)]
+        # Depth 1: the newest image wins; the ones it replaced are counted as dropped
+        # (publication sequence numbers, see _count_dropped).
+        self._subs = [self.create_subscription(Image, 'image', self._on_image, IMAGE_QOS)]
         if self._params['use_camera_info']:
             self._subs.append(self.create_subscription(
                 CameraInfo, 'camera_info', self._on_camera_info, qos_profile_sensor_data))
@@ -104,6 +114,8 @@ class TrackerNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._pipeline = None
         self._last_stamp = None
+        # Frames that arrive while inactive are ignored, not dropped: restart the count.
+        self._last_publication_seq.clear()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -146,29 +158,49 @@ class TrackerNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info_size = (msg.width, msg.height)
 
-    def _on_image(self, msg: Image, info=None) -> None:
+    def _on_image(self, msg: Image, info: dict) -> None:
+        # `info` (rclpy's MessageInfo) has no default on purpose: rclpy passes it (sequence
+        # numbers) only to a callback that cannot be called with the message alone.
         if not self._active:
             return
         started = time.perf_counter()
         self._counters['frames_received'] += 1
-        self._count_dropped(info)
         try:
-            rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                               msg.is_bigendian)
-        except ImageConversionError as error:
-            self._counters['frames_rejected'] += 1
-            self.get_logger().error(
-                f'dropping image (frame_id "{msg.header.frame_id}"): {error} '
-                f'[{self._counters["frames_rejected"]} rejected so far]',
-                throttle_duration_sec=self._params['error_log_period_s'])
+            self._count_dropped(info)
+            if not self._track(msg):
+                return
+        except Exception as error:  # noqa: BLE001 - one frame must never end the node
+            if not self.context.ok():
+                raise       # shut down while publishing: main() treats it as a normal stop
+            self._reject(msg, error)
             return
-        stamp = Time.from_msg(msg.header.stamp)
+        self._counters['frames_processed'] += 1
+        self._processed_times.append(time.monotonic())
+        self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def _reject(self, msg: Image, error: Exception) -> None:
+        """Count and log (rate-limited, one call site for all reasons) a frame we cannot track:
+        a malformed image, a stamp rclpy cannot represent, a failure anywhere downstream."""
+        self._counters['frames_rejected'] += 1
+        # A malformed image explains itself; anything else needs its traceback to be fixed.
+        trace = '' if isinstance(error, ImageConversionError) else \
+            f'\n{traceback.format_exc().rstrip()}'
+        self.get_logger().error(
+            f'dropping image (frame_id "{msg.header.frame_id}"): {error} '
+            f'[{self._counters["frames_rejected"]} rejected so far]{trace}',
+            throttle_duration_sec=self._params['error_log_period_s'])
+
+    def _track(self, msg: Image) -> bool:
+        """Track one frame and publish the result; False if it was skipped as a duplicate."""
+        rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                           msg.is_bigendian)
+        stamp = Time.from_msg(msg.header.stamp)     # raises for a negative stamp
         if stamp.nanoseconds and stamp == self._last_stamp:
             # The frame we just processed, again (a resend, a doubled driver message): tracking
             # it twice would age every track by a frame that did not happen. Unstamped (0)
             # images are never treated as duplicates.
             self._counters['frames_duplicate'] += 1
-            return
+            return False
         if self._last_stamp is not None and stamp < self._last_stamp:
             # A bag looped or a sensor restarted: the memory describes another moment.
             self._pipeline.reset()
@@ -178,18 +210,25 @@ class TrackerNode(LifecycleNode):
         self._image_size = (msg.width, msg.height)
         result = self._pipeline.process(rgb)
         self._publish(msg, rgb, result)
-        self._counters['frames_processed'] += 1
-        self._processed_times.append(time.monotonic())
-        self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
+        return True
 
-    def _count_dropped(self, info) -> None:
-        """Frames the depth-1 queue replaced before we took them (newest wins)."""
-        seq = info.get('reception_sequence_number') if info else None
-        if not seq:      # 0 / missing: the middleware does not report it
+    def _count_dropped(self, info: dict) -> None:
+        """Frames that never reached this callback: replaced in the depth-1 queue (newest wins)
+        or lost on the way (best effort). A publisher numbers its messages 1, 2, 3, ...; a gap
+        between two we took from it is frames we did not take. Frames sent before the first we
+        took are nobody's drops (we were not there yet). Fast DDS reports no reception sequence
+        numbers, hence the publication ones, per publisher."""
+        seq = info.get('publication_sequence_number')
+        gid = info.get('publisher_gid')
+        if not seq or not gid:      # None / 0: the middleware does not report them
             return
-        if self._last_reception_seq is not None and seq > self._last_reception_seq + 1:
-            self._counters['frames_dropped'] += seq - self._last_reception_seq - 1
-        self._last_reception_seq = seq
+        key = bytes(gid['data'])
+        last = self._last_publication_seq.pop(key, None)
+        if last is not None and seq > last + 1:
+            self._counters['frames_dropped'] += seq - last - 1
+        self._last_publication_seq[key] = seq       # now the most recent publisher
+        while len(self._last_publication_seq) > MAX_TRACKED_PUBLISHERS:
+            self._last_publication_seq.popitem(last=False)
 
     def _publish(self, msg: Image, rgb: np.ndarray, result) -> None:
         header, p = msg.header, self._params

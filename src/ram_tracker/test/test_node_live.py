@@ -2,22 +2,28 @@
 
 Three processes: this test (subscribes to tracks and /diagnostics), the node started as its
 installed executable with the installed params file, and frames_publisher.py sending a mix of
-good images (all encodings, padded rows) and malformed ones.
+good images (all encodings, padded rows) and malformed ones. The later tests publish from this
+test's own process (a stamp rclpy cannot convert, a burst faster than the node).
 """
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from ram_msgs.msg import BeliefArray, TrackedObjectArray  # noqa: E402
+from ram_tracker.image_conversion import rgb_to_image_fields  # noqa: E402
 from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -49,16 +55,70 @@ def _stop(proc):
             proc.wait()
 
 
-def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_env, tmp_path):
-    """Also: the belief topic answers every processed frame, the reset service works, a stamp
-    jumping backwards (a looping bag) resets the memory, and a repeated stamp is skipped."""
+SMALL_CPU = {'input_width': 320, 'input_height': 96, 'device': 'cpu', 'num_threads': 1}
+
+
+def _start_node(env, tmp_path):
+    """The installed tracker_node with the installed params, small and on one CPU thread."""
     executable = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker' / 'tracker_node'
     params = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
     assert executable.exists(), f'{executable} missing: run colcon build'
-    node_proc, node_log = _start(
-        [str(executable), '--ros-args', '--params-file', str(params),
-         '-p', 'input_width:=320', '-p', 'input_height:=96', '-p', 'device:=cpu',
-         '-p', 'num_threads:=1'], ros_env, tmp_path / 'node.log')
+    overrides = [arg for k, v in SMALL_CPU.items() for arg in ('-p', f'{k}:={v}')]
+    return _start([str(executable), '--ros-args', '--params-file', str(params), *overrides],
+                  env, tmp_path / 'node.log')
+
+
+def _image(sec: int, frame_id: str, width: int = 320, height: int = 96) -> Image:
+    rgb = np.random.default_rng(sec % 2**32).integers(0, 256, (height, width, 3), np.uint8)
+    fields = rgb_to_image_fields(rgb, 'rgb8')
+    msg = Image(height=height, width=width, encoding='rgb8', step=fields['step'])
+    msg.data = fields['data']
+    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
+    return msg
+
+
+class _Listener:
+    """This test's side of the wire: publishes images, collects tracks and diagnostics."""
+
+    def __init__(self):
+        self.node = rclpy.create_node('test_listener')
+        self.pub = self.node.create_publisher(Image, 'image', qos_profile_sensor_data)
+        self.answered: set[int] = set()            # stamps (sec) the node answered on tracks
+        self.diagnostics: dict[str, str] = {}
+        self.diagnostics_count = 0
+        self.node.create_subscription(
+            TrackedObjectArray, 'tracks', lambda m: self.answered.add(m.header.stamp.sec),
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if 'tracker_node' in status.name:
+                self.diagnostics.update({kv.key: kv.value for kv in status.values})
+                self.diagnostics_count += 1
+
+    def counter(self, key: str) -> int:
+        return int(self.diagnostics.get(key, 0))
+
+    def spin_until(self, done, node_proc, log_path, timeout: float, resend=None) -> bool:
+        """Spin until done(); fail at once if the node process ended. `resend` (a message) is
+        published again every 0.5 s: best effort may lose a sample."""
+        deadline, next_send = time.monotonic() + timeout, 0.0
+        while time.monotonic() < deadline:
+            assert node_proc.poll() is None, f'tracker_node ended:\n{log_path.read_text()}'
+            if done():
+                return True
+            if resend is not None and time.monotonic() >= next_send:
+                self.pub.publish(resend)
+                next_send = time.monotonic() + 0.5
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return done()
+
+
+def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_env, tmp_path):
+    """Also: the belief topic answers every processed frame, the reset service works, a stamp
+    jumping backwards (a looping bag) resets the memory, and a repeated stamp is skipped."""
+    node_proc, node_log = _start_node(ros_env, tmp_path)
     pub_proc, pub_log = _start([sys.executable, str(HERE / 'frames_publisher.py'), '320', '96',
                                 '20'], ros_env, tmp_path / 'publisher.log')
     rclpy.init()
@@ -130,3 +190,95 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
         _stop(node_proc)
         node_log.close()
         pub_log.close()
+
+
+def test_a_frame_that_raises_is_rejected_and_the_node_keeps_tracking(ros_env, tmp_path):
+    """A negative stamp makes rclpy's Time raise inside the image callback: that frame is
+    rejected (counted, logged) and the next good frame is answered; the process never ends."""
+    node_proc, node_log = _start_node(ros_env, tmp_path)
+    rclpy.init()
+    side = _Listener()
+    log_path = tmp_path / 'node.log'
+    try:
+        assert side.spin_until(lambda: side.pub.get_subscription_count() > 0, node_proc, log_path,
+                               timeout=120), 'no tracker_node subscribed to image'
+        negative = _image(-5, 'bad/negative-stamp')
+        assert side.spin_until(lambda: side.counter('frames_rejected') >= 1, node_proc, log_path,
+                               timeout=60, resend=negative), side.diagnostics
+        assert side.spin_until(lambda: 7 in side.answered, node_proc, log_path, timeout=60,
+                               resend=_image(7, 'good/after-negative')), side.diagnostics
+        assert side.counter('frames_rejected') >= 1
+        node_log.flush()
+        assert 'bad/negative-stamp' in log_path.read_text()
+        assert node_proc.poll() is None
+    finally:
+        side.node.destroy_node()
+        rclpy.try_shutdown()
+        _stop(node_proc)
+        node_log.close()
+
+
+def test_frames_replaced_in_the_depth_1_queue_are_counted_as_dropped(ros_env, tmp_path):
+    """A burst published far faster than the node tracks: the depth-1 queue keeps only the
+    newest frame, and every frame that never reached the callback is counted as dropped (gaps in
+    the publisher's sequence numbers), so received + dropped accounts for what was published."""
+    node_proc, node_log = _start_node(ros_env, tmp_path)
+    rclpy.init()
+    side = _Listener()
+    log_path = tmp_path / 'node.log'
+    burst = [_image(2000 + i, 'good/burst') for i in range(200)]   # built before: no pacing
+    try:
+        # Warm up (model, discovery of both ends) with one frame, resent until answered.
+        warmup, warmup_sends = _image(1000, 'good/warmup'), 0
+        deadline = time.monotonic() + 120
+        while 1000 not in side.answered and time.monotonic() < deadline:
+            if side.pub.get_subscription_count() > 0:
+                side.pub.publish(warmup)
+                warmup_sends += 1
+            side.spin_until(lambda: 1000 in side.answered, node_proc, log_path, timeout=0.5)
+        assert 1000 in side.answered, f'warm-up frame never answered:\n{log_path.read_text()}'
+        for msg in burst:
+            side.pub.publish(msg)
+        # The newest frame always stays in the queue: its answer ends the burst. Then two fresh
+        # diagnostics (1 Hz) so the counters include it.
+        assert side.spin_until(lambda: 2199 in side.answered, node_proc, log_path, timeout=60), \
+            f'last burst frame never answered: {side.diagnostics}'
+        seen = side.diagnostics_count
+        assert side.spin_until(lambda: side.diagnostics_count >= seen + 2, node_proc, log_path,
+                               timeout=10)
+        received, dropped = side.counter('frames_received'), side.counter('frames_dropped')
+        published = warmup_sends + len(burst)
+        assert dropped > 0, side.diagnostics
+        # Every frame from the first the node took (one of the warm-up sends) to the last (taken:
+        # answered above) was either received or counted as dropped, lost by best effort or
+        # replaced in the queue; warm-up sends before the first taken are nobody's drops.
+        assert len(burst) + 1 <= received + dropped <= published, (published, side.diagnostics)
+        assert node_proc.poll() is None
+    finally:
+        side.node.destroy_node()
+        rclpy.try_shutdown()
+        _stop(node_proc)
+        node_log.close()
+
+
+def test_image_subscription_is_sensor_data_with_depth_1(ros_env):
+    """The newest frame wins: best effort, volatile, keep last 1 (rclpy's
+    qos_profile_sensor_data keeps 5, a backlog of stale frames behind a slow one). DDS discovery
+    does not carry history depth (a remote node sees depth 0), so this looks at the node's own
+    subscription, the node built in this process on a real rclpy context."""
+    from ram_tracker.tracker_node import TrackerNode
+    rclpy.init()
+    node = None
+    try:
+        node = TrackerNode(parameter_overrides=[Parameter(k, value=v)
+                                                for k, v in SMALL_CPU.items()])
+        subs = [s for s in node.subscriptions if s.topic_name == '/image']
+        assert len(subs) == 1, [s.topic_name for s in node.subscriptions]
+        qos = subs[0].qos_profile
+        assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
+        assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert qos.durability == DurabilityPolicy.VOLATILE
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
