@@ -56,11 +56,13 @@ class TrackerConfig:
     # the paper's Table 1 RAM numbers include it). Only the reported box of a hidden walker track
     # changes, never its walker or centre: a track that was moving (> refine_motion_px per frame)
     # when it disappeared keeps the last size at the walker's peak; one that was static keeps its
-    # last visible box until the walker's peak leaves the node it started on; after that it is
-    # taken to be carried by its container, and its box sits directly below the centre of the
-    # nearest visible track, bottom-aligned with it.
+    # last visible box until the walker's peak moves more than refine_static_nodes node strides
+    # from there (a one-node slip of the peak is not motion); after that it is taken to be
+    # carried by its container, and its box sits directly below the centre of the nearest
+    # visible track, bottom-aligned with it.
     refine_hidden_boxes: bool = False
     refine_motion_px: float = 0.5       # model-input pixels per frame
+    refine_static_nodes: float = 1.5
     # Score of a hidden track, per frame hidden: last detection score * hidden_score_decay ** age.
     # 1.0 is the authors' tracker (a hidden track keeps its last detection score, so under
     # "highest score wins" a stale hypothesis can outrank a fresh detection); below 1, fresh
@@ -279,9 +281,9 @@ class Tracker:
             if track.state != 'occluded' or track.box_source != 'walker' or track.was_moving:
                 continue                      # visible, or moving before: the walker's box as is
             if not track.moved_while_hidden:
-                # static so far: the last visible box until the peak leaves the start node
-                track.moved_while_hidden = bool(
-                    np.abs(track.center - track.last_seen_center).max() > grid.stride / 2)
+                # static so far: the last visible box until the peak really moves
+                track.moved_while_hidden = bool(np.abs(track.center - track.last_seen_center).max()
+                                                > self.config.refine_static_nodes * grid.stride)
             if not track.moved_while_hidden:
                 track.box_center = track.last_seen_center.copy()
                 continue

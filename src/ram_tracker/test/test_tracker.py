@@ -230,14 +230,20 @@ def test_appendix_c_refinement_static_then_carried():
         target = lambda tracks: next(t for t in tracks if t.class_id == 0)   # noqa: E731
         static = target(tracker.update(dets(cone(30)), transition=shift_transition(0), grid=GRID))
         static = static.box_cxcywh.copy()                                   # tracks are live objects
+        slipped = target(tracker.update(dets(cone(30)), transition=shift_transition(+1), grid=GRID))
+        slipped = slipped.box_cxcywh.copy()                                 # one node: not motion
         carried = target(tracker.update(dets(cone(38)), transition=shift_transition(+1), grid=GRID))
-        out[refine] = (static, carried.box_cxcywh.copy(), carried.center.copy())
-    (raw_static, raw_carried, raw_centre), (ref_static, ref_carried, ref_centre) = out[False], out[True]
-    # raw walker: the centre of the peak's node cell (node (2, 3) -> 18, 26; then (3, 3) -> 26, 26)
+        out[refine] = (static, slipped, carried.box_cxcywh.copy(), carried.center.copy())
+    (raw_static, raw_slipped, raw_carried, raw_centre) = out[False]
+    (ref_static, ref_slipped, ref_carried, ref_centre) = out[True]
+    # raw walker: the centre of the peak's node cell (node (2, 3) -> 18, 26; then 3 and 4 -> 26, 34)
     np.testing.assert_allclose(raw_static, [18, 26, 6, 6])
-    np.testing.assert_allclose(raw_carried, [26, 26, 6, 6])
-    # refined: the last visible box while static; under the cone (cx 38, bottom 30) when carried
+    np.testing.assert_allclose(raw_slipped, [26, 26, 6, 6])
+    np.testing.assert_allclose(raw_carried, [34, 26, 6, 6])
+    # refined: the last visible box while static (a one-node slip included); under the cone
+    # (cx 38, bottom 30) once the peak has moved two nodes
     np.testing.assert_allclose(ref_static, [17, 27, 6, 6])
+    np.testing.assert_allclose(ref_slipped, [17, 27, 6, 6])
     np.testing.assert_allclose(ref_carried, [38, 27, 6, 6])
     np.testing.assert_allclose(ref_centre, raw_centre)                              # the walk is the same
     # a track that was moving when it disappeared keeps the naive box (walker peak, last size)
