@@ -61,7 +61,7 @@ class TrackerConfig:
     # carried by its container, and its box sits directly below the centre of the nearest
     # visible track, bottom-aligned with it.
     refine_hidden_boxes: bool = False
-    refine_motion_px: float = 0.5       # model-input pixels per frame
+    refine_motion_px: float = 1.0       # model-input px per frame (smoothed detected motion)
     refine_static_nodes: float = 1.5
     # Score of a hidden track, per frame hidden: last detection score * hidden_score_decay ** age.
     # 1.0 is the authors' tracker (a hidden track keeps its last detection score, so under
@@ -126,6 +126,7 @@ class Track:
     # Appendix C state (refine_hidden_boxes): last visible centre, motion when it disappeared,
     # whether the walker has left its start node, and the refined box centre (None: `center`)
     last_seen_center: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
+    speed: float = 0.0         # smoothed |centre change| between consecutive detections, px/frame
     was_moving: bool = False
     moved_while_hidden: bool = False
     box_center: Optional[np.ndarray] = None
@@ -181,7 +182,7 @@ class Tracker:
                 continue
             track.frames_since_seen += 1
             if track.frames_since_seen == 1:
-                track.was_moving = bool(np.linalg.norm(track.velocity) > cfg.refine_motion_px)
+                track.was_moving = track.speed > cfg.refine_motion_px
             track.state = 'occluded'
             track.score = track.detection_score * cfg.hidden_score_decay ** track.frames_since_seen
             if cfg.occlusion_model == 'none' or track.frames_since_seen >= cfg.max_age:
@@ -234,6 +235,11 @@ class Tracker:
 
     def _observe(self, track: Track, dets: Detections, i: int) -> None:
         """The track is seen in detection i: take its box, clear the walker."""
+        if track.detection_score > 0 and track.frames_since_seen == 0:
+            # seen in the previous frame too: its detected motion (the tracking head's offset is
+            # too noisy to tell a static object from a slow one)
+            step = float(np.linalg.norm(dets.centers[i] - track.center))
+            track.speed = 0.5 * track.speed + 0.5 * step
         track.center = dets.centers[i].astype(np.float64)
         track.size = dets.sizes[i].astype(np.float64)
         track.velocity = -dets.tracking[i].astype(np.float64)

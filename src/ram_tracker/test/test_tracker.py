@@ -228,6 +228,8 @@ def test_appendix_c_refinement_static_then_carried():
         tracker = Tracker(TrackerConfig(refine_hidden_boxes=refine), IMAGE)
         # target (class 0) at (17, 27), static; a cone (class 1) 30x20 next to it
         tracker.update(dets((17, 27, 6, 6, 0.9, 0, 0, 0), (30, 20, 30, 20, 0.9, 1, 0, 0)))
+        # still there, with a noisy tracking offset: static is judged by the detected centres
+        tracker.update(dets((17, 27, 6, 6, 0.9, 0, -2, 0), (30, 20, 30, 20, 0.9, 1, 0, 0)))
         cone = lambda x: (x, 20, 30, 20, 0.9, 1, -8, 0)                     # noqa: E731
         target = lambda tracks: next(t for t in tracks if t.class_id == 0)   # noqa: E731
         static = target(tracker.update(dets(cone(30)), transition=shift_transition(0), grid=GRID))
