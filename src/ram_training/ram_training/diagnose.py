@@ -86,7 +86,7 @@ def gradient_balance(model, loader, cfg, batches: int) -> None:
         print(header)
         for term, w in weights.items():
             g = gradient_norms(w * losses[term], places)
-            print(f"{b:>5} {term:>10} {float(w * losses[term]):>10.4f} {float(g['memory'].norm()):>11.3e} "
+            print(f"{b:>5} {term:>10} {float((w * losses[term]).detach()):>10.4f} {float(g['memory'].norm()):>11.3e} "
                   f"{float(g['gru'].norm()):>10.3e} {float(g['backbone'].norm()):>12.3e}")
         detection = sum(weights[k] * losses[k] for k in DETECTION_TERMS)
         walk_part = weights["ram"] * losses["ram"] + weights["overlap"] * losses["overlap"]
