@@ -5,22 +5,36 @@ activate:   (re)load the model if deactivate freed it; start publishing.
 deactivate: stop publishing and free the model (GPU memory back to the robot).
 cleanup / shutdown: destroy everything.
 With `autostart` (default) the node configures and activates itself, so it runs without a
-lifecycle manager (e.g. started as its installed executable with --params-file).
+lifecycle manager (e.g. started as its installed executable with --params-file); if it cannot,
+the process exits with status 1, so respawn and supervisors see the failure. A failed transition
+requested by a lifecycle manager leaves the node where it was, with an ERROR status on
+/diagnostics that says why.
+
+Parameters are declared from the schema (type, range, description: describe_parameters shows
+them). A change at runtime is validated like configure validates; Algorithm 1's thresholds go
+to the running tracker at once, what needs the model reloaded is refused until cleanup.
 
 All computation lives in ram_tracker.pipeline (no ROS); message building in ros_conversions.
 """
 from __future__ import annotations
 
 import collections
+import math
+import sys
 import time
 import traceback
+from dataclasses import replace
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from rclpy.time import Time
@@ -35,6 +49,7 @@ from ram_tracker.image_conversion import ImageConversionError, image_to_rgb, rgb
 from ram_tracker.pipeline import TrackingPipeline
 from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg, track_markers,
                                          tracks_to_msg)
+from ram_tracker.tracker import TrackerConfig
 from ram_tracker.visualize import draw_tracks
 
 # Sensor-data QoS with depth 1 (rclpy's qos_profile_sensor_data keeps 5): a slow frame never
@@ -45,19 +60,136 @@ IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 # Publishers whose last sequence number is remembered (a restarted driver is a new publisher).
 MAX_TRACKED_PUBLISHERS = 16
 
+# The parameters, as the schema defines them (name -> type, range, default, description).
+SCHEMA = parameters.load_schema()['properties']
+ROS_TYPES = {'string': Parameter.Type.STRING, 'number': Parameter.Type.DOUBLE,
+             'integer': Parameter.Type.INTEGER, 'boolean': Parameter.Type.BOOL}
+# What a change at runtime does; every schema parameter is in one group (tested).
+# Algorithm 1's thresholds: the running tracker takes them at once (name -> TrackerConfig field).
+TRACKER_CONFIG_FIELDS = {
+    'detection_threshold': 'det_threshold',
+    'new_track_threshold': 'new_track_threshold',
+    'max_age': 'max_age',
+    'walker_min_confidence': 'walker_min_confidence',
+    'border_margin': 'border_margin',
+    'rematch_radius': 'rematch_radius',
+    'occlusion_model': 'occlusion_model',
+    'hidden_score_decay': 'hidden_score_decay',
+    'refine_hidden_boxes': 'refine_hidden_boxes',
+    'walker_keeps_offset': 'walker_keeps_offset',
+}
+# Read for every frame: the next frame uses the new value.
+PER_FRAME_PARAMETERS = frozenset({'error_log_period_s', 'belief_topk', 'publish_debug_image',
+                                  'display_scale'})
+# Read by configure only (the model, its backend and input size, the subscriptions): refused
+# while the node is configured.
+CONFIGURE_PARAMETERS = frozenset({'model_path', 'device', 'backend', 'num_threads',
+                                  'input_width', 'input_height', 'use_camera_info'})
+# Read once, at start-up.
+STARTUP_PARAMETERS = frozenset({'autostart'})
+# Failures that explain themselves in one line; anything else is logged with its traceback.
+EXPECTED_ERRORS = (parameters.ParameterError, FileNotFoundError, WeightsError, ValueError)
+
+
+def parameter_descriptor(name: str, spec: dict) -> ParameterDescriptor:
+    """One schema parameter as ROS describes it (describe_parameters, rqt); rclpy enforces its
+    type and range. What a ROS range cannot say (an exclusive bound, a multiple, a choice, a
+    pattern) is in additional_constraints; parameters.validate checks it all."""
+    kind = spec['type']
+    descriptor = ParameterDescriptor(name=name, type=ROS_TYPES[kind].value,
+                                     description=spec.get('description', ''))
+    low = spec.get('minimum', spec.get('exclusiveMinimum'))
+    high = spec.get('maximum', spec.get('exclusiveMaximum'))
+    if kind == 'integer' and (low is not None or high is not None):
+        low = -2**63 if low is None else int(low)
+        high = 2**63 - 1 if high is None else int(high)
+        step = spec.get('multipleOf', 0)
+        descriptor.integer_range = [IntegerRange(
+            from_value=low, to_value=high,
+            step=step if step and low % step == 0 else 0)]   # ROS steps count from the minimum
+    elif kind == 'number' and (low is not None or high is not None):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=-math.inf if low is None else float(low),
+            to_value=math.inf if high is None else float(high), step=0.0)]
+    constraints = []
+    if 'exclusiveMinimum' in spec:
+        constraints.append(f"> {spec['exclusiveMinimum']}")
+    if 'exclusiveMaximum' in spec:
+        constraints.append(f"< {spec['exclusiveMaximum']}")
+    if 'multipleOf' in spec:
+        constraints.append(f"multiple of {spec['multipleOf']}")
+    if 'enum' in spec:
+        constraints.append('one of: ' + ', '.join(str(v) for v in spec['enum']))
+    if 'pattern' in spec:
+        constraints.append(f"matches {spec['pattern']}")
+    descriptor.additional_constraints = '; '.join(constraints)
+    return descriptor
+
+
+def as_schema_type(name: str, value):
+    """`-p detection_threshold:=1` is an integer to ROS, a number to the schema: take it as 1.0
+    (and 640.0 for an integer parameter as 640). Anything else is left for validation."""
+    kind = SCHEMA[name]['type']
+    if kind == 'number' and type(value) is int:
+        return float(value)
+    if kind == 'integer' and type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def ros_parameter_rules(args: list[str] | None) -> list[str]:
+    """['-p', 'name:=value', ...]: the parameter rules of a command line's --ros-args sections."""
+    args, rules, in_ros_args, i = list(args or []), [], False, 0
+    while i < len(args):
+        if args[i] == '--ros-args':
+            in_ros_args = True
+        elif args[i] == '--':
+            in_ros_args = False
+        elif in_ros_args and args[i] in ('-p', '--param') and i + 1 < len(args):
+            rules += args[i:i + 2]
+            i += 1
+        i += 1
+    return rules
+
+
+def tracker_config(params: dict, base: TrackerConfig | None = None) -> TrackerConfig:
+    """Algorithm 1's thresholds from node parameters (over `base`, keeping its other fields);
+    ValueError for a set that is inconsistent (e.g. detection above new-track threshold)."""
+    fields = {field: params[name] for name, field in TRACKER_CONFIG_FIELDS.items()}
+    return replace(base, **fields) if base is not None else TrackerConfig(**fields)
+
+
+def _one_line(text: str) -> str:
+    """'invalid tracker parameters:\n  a: ...\n  b: ...' -> 'invalid tracker parameters: a: ...;
+    b: ...' (a log line, a diagnostic message, a SetParametersResult reason)."""
+    head, *rest = [line.strip() for line in str(text).strip().splitlines()] or ['']
+    return f"{head} {'; '.join(rest)}" if rest else head
+
 
 class TrackerNode(LifecycleNode):
 
-    def __init__(self, **kwargs):
-        super().__init__('tracker_node', **kwargs)
-        # Parameters: declared from the schema, the one place that defines them.
-        for name, value in parameters.defaults().items():
-            self.declare_parameter(name, value)
+    def __init__(self, command_line: list[str] | None = None, **kwargs):
+        """`command_line`: the process's arguments (main passes them), to see every `-p`
+        override as given (see _command_line_overrides)."""
+        # Only the schema's parameters exist: an unknown name is an error, never a parameter
+        # that nobody reads.
+        super().__init__('tracker_node', allow_undeclared_parameters=False,
+                         automatically_declare_parameters_from_overrides=False, **kwargs)
+        # Overrides that could not be declared (unknown name, wrong type, out of range):
+        # configure names them with every other problem, until a valid value replaces them.
+        self._bad_overrides: dict = {}
+        given = {p.name for p in kwargs.get('parameter_overrides') or []}
+        self._declare_parameters({
+            **self._parameter_overrides,     # params files and -p; rclpy has no getter
+            **{name: p for name, p in self._command_line_overrides(command_line).items()
+               if name not in given}})       # the constructor's overrides win, as in rclpy
+        self.add_pre_set_parameters_callback(self._as_schema_types)
+        self.add_on_set_parameters_callback(self._check_parameter_change)
+        self.add_post_set_parameters_callback(self._apply_parameter_change)
         self._params: dict = {}
         self._pipeline: TrackingPipeline | None = None
         self._subs: list = []
         self._pubs: dict = {}
-        self._timer = None
         self._reset_srv = None
         self._counters = collections.Counter()
         self._latencies_ms: collections.deque = collections.deque(maxlen=100)
@@ -67,19 +199,127 @@ class TrackerNode(LifecycleNode):
         self._last_publication_seq: collections.OrderedDict = collections.OrderedDict()
         self._camera_info_size: tuple[int, int] | None = None
         self._image_size: tuple[int, int] | None = None
+        # Why the last transition failed (None: it did not). /diagnostics is published in every
+        # state, so a node that cannot configure still says why.
+        self._failure: str | None = None
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics',
+                                                      QoSProfile(depth=10))
+        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        # Set when autostart could not configure and activate: main() then ends the process.
+        self.autostart_failure: str | None = None
         if self.get_parameter('autostart').value:
-            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                self.trigger_activate()
+            if (self.trigger_configure() != TransitionCallbackReturn.SUCCESS
+                    or self.trigger_activate() != TransitionCallbackReturn.SUCCESS):
+                self.autostart_failure = self._failure or 'autostart failed'
+        elif self._bad_overrides:
+            # Say it now, not at the first configure: nothing will configure with these.
+            try:
+                self._validated_parameters()
+            except parameters.ParameterError as error:
+                self._fail('start', error)
+
+    def _command_line_overrides(self, command_line: list[str] | None) -> dict:
+        """The command line's `-p` overrides for this node, typed by rcl. rcl merges them into
+        the params file's values, and where the types differ (-p detection_threshold:=abc over
+        the file's 0.4) rclpy receives the file's value: the override is lost without a word.
+        A node that parses only the -p rules (no global arguments) recovers them."""
+        rules = ros_parameter_rules(command_line)
+        if not rules:
+            return {}
+        probe = rclpy.create_node(self.get_name(), namespace=self.get_namespace(),
+                                  context=self.context, cli_args=['--ros-args', *rules],
+                                  use_global_arguments=False, enable_rosout=False,
+                                  start_parameter_services=False)
+        try:
+            return dict(probe._parameter_overrides)
+        finally:
+            probe.destroy_node()
+
+    def _declare_parameters(self, overrides: dict) -> None:
+        """Declare every schema parameter with its descriptor and its override, else default.
+        rclpy infers a parameter's type from the value declared, so an override is declared
+        only if it has the schema's type (after as_schema_type) and is in range."""
+        for name, spec in SCHEMA.items():
+            value = spec['default']
+            if name in overrides:
+                override = as_schema_type(name, overrides[name].value)
+                if Parameter.Type.from_parameter_value(override) == ROS_TYPES[spec['type']]:
+                    value = override
+                else:
+                    self._bad_overrides[name] = override
+            try:
+                self.declare_parameter(name, value, parameter_descriptor(name, spec),
+                                       ignore_override=True)
+            except InvalidParameterValueException:      # outside the descriptor's range
+                self._bad_overrides[name] = value
+                self.declare_parameter(name, spec['default'], parameter_descriptor(name, spec),
+                                       ignore_override=True)
+        for name, override in overrides.items():
+            if not self.has_parameter(name):    # neither ours nor rclpy's own (use_sim_time)
+                self._bad_overrides[name] = override.value
+
+    def _validated_parameters(self) -> dict:
+        """The declared values with the overrides that could not be declared (so their problem
+        is named with the others); raises parameters.ParameterError."""
+        values = {name: self.get_parameter(name).value for name in SCHEMA}
+        return parameters.validate({**values, **self._bad_overrides})
+
+    # -- parameter changes at runtime -----------------------------------------------------
+    def _as_schema_types(self, changed: list[Parameter]) -> list[Parameter]:
+        """`ros2 param set ... detection_threshold 1` sends an integer: take it as 1.0 before
+        rclpy checks it against the declared type."""
+        return [Parameter(p.name, value=as_schema_type(p.name, p.value))
+                if p.name in SCHEMA else p for p in changed]
+
+    def _check_parameter_change(self, changed: list[Parameter]) -> SetParametersResult:
+        """Accept a change only if the whole resulting parameter set is valid (as configure
+        checks it) and the node can use it in its current state."""
+        mine = {p.name: p.value for p in changed if p.name in SCHEMA}
+        reload = sorted(name for name in mine.keys() & CONFIGURE_PARAMETERS
+                        if mine[name] != self.get_parameter(name).value)
+        if reload and self._configured:
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(reload)}: read only by configure (the model is loaded with it); "
+                'deactivate and clean up the node, set it, then configure and activate'))
+        values = {**{name: self.get_parameter(name).value for name in SCHEMA}, **mine}
+        try:
+            tracker_config(parameters.validate(values))    # rules between thresholds too
+        except ValueError as error:                         # ParameterError is one
+            reason = _one_line(str(error))
+            if not isinstance(error, parameters.ParameterError):
+                reason = f"{', '.join(sorted(mine))}: {reason}"
+            return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameter_change(self, changed: list[Parameter]) -> None:
+        """Give accepted values to what reads them: the running tracker takes new thresholds
+        at once (tracks and memory kept), the next frame the per-frame ones; configure reads
+        the rest."""
+        mine = {p.name: p.value for p in changed if p.name in SCHEMA}
+        for name in mine:
+            self._bad_overrides.pop(name, None)       # a valid value replaced it
+        if not mine:
+            return
+        if not self._configured:
+            self.get_logger().info('parameters set, used at configure: ' + ', '.join(
+                f'{name} {value}' for name, value in mine.items()))
+            return
+        was = {name: self._params[name] for name in mine}
+        self._params.update(mine)
+        if self._pipeline is not None and mine.keys() & TRACKER_CONFIG_FIELDS.keys():
+            _set_tracker_config(self._pipeline, tracker_config(self._params,
+                                                               self._pipeline.tracker_config))
+        self.get_logger().info('parameters changed: ' + ', '.join(
+            f'{name} {was[name]} -> {value}' for name, value in mine.items()))
 
     # -- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        values = {name: self.get_parameter(name).value for name in parameters.defaults()}
         try:
-            self._params = parameters.validate(values)
-            self._pipeline = TrackingPipeline.from_params(self._params)
-        except (parameters.ParameterError, FileNotFoundError, WeightsError, ValueError) as error:
-            self.get_logger().error(f'configure failed: {error}')
-            return TransitionCallbackReturn.FAILURE
+            params = self._validated_parameters()
+            pipeline = TrackingPipeline.from_params(params)
+        except Exception as error:  # noqa: BLE001 - rclpy would swallow it without a word
+            return self._fail('configure', error)
+        self._params, self._pipeline, self._failure = params, pipeline, None
         self._pubs = {
             'tracks': self.create_lifecycle_publisher(TrackedObjectArray, 'tracks', 10),
             'belief': self.create_lifecycle_publisher(BeliefArray, 'belief', 10),
@@ -87,8 +327,6 @@ class TrackerNode(LifecycleNode):
             'markers': self.create_lifecycle_publisher(MarkerArray, 'markers', 10),
             'debug_image': self.create_lifecycle_publisher(Image, 'debug_image',
                                                            qos_profile_sensor_data),
-            'diagnostics': self.create_lifecycle_publisher(DiagnosticArray, '/diagnostics',
-                                                           QoSProfile(depth=10)),
         }
         # Depth 1: the newest image wins; the ones it replaced are counted as dropped
         # (publication sequence numbers, see _count_dropped).
@@ -97,7 +335,6 @@ class TrackerNode(LifecycleNode):
             self._subs.append(self.create_subscription(
                 CameraInfo, 'camera_info', self._on_camera_info, qos_profile_sensor_data))
         self._reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
-        self._timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f'configured: {self._pipeline.describe()}')
         return TransitionCallbackReturn.SUCCESS
 
@@ -105,9 +342,9 @@ class TrackerNode(LifecycleNode):
         if self._pipeline is None:        # freed by deactivate
             try:
                 self._pipeline = TrackingPipeline.from_params(self._params)
-            except (FileNotFoundError, WeightsError, ValueError) as error:
-                self.get_logger().error(f'activate failed: {error}')
-                return TransitionCallbackReturn.FAILURE
+            except Exception as error:  # noqa: BLE001 - see on_configure
+                return self._fail('activate', error)
+        self._failure = None
         self.get_logger().info(f'active: tracking images on {self.resolve_topic_name("image")}')
         return super().on_activate(state)
 
@@ -126,17 +363,29 @@ class TrackerNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def _fail(self, transition: str, error: Exception) -> TransitionCallbackReturn:
+        """Log in one line why `transition` failed and keep it for /diagnostics (and for main():
+        under autostart the process exits). An unexpected error adds its traceback."""
+        self._failure = f'{transition} failed: {_one_line(str(error))}'
+        trace = '' if isinstance(error, EXPECTED_ERRORS) else \
+            f'\n{traceback.format_exc().rstrip()}'
+        self.get_logger().error(self._failure + trace)
+        return TransitionCallbackReturn.FAILURE
+
     def _release(self):
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
         if self._reset_srv is not None:
             self.destroy_service(self._reset_srv)
         for sub in self._subs:
             self.destroy_subscription(sub)
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
-        self._timer = self._reset_srv = self._pipeline = None
+        self._reset_srv = self._pipeline = None
         self._subs, self._pubs = [], {}
+
+    @property
+    def _configured(self) -> bool:
+        """inactive or active: configure created the publishers, cleanup removes them."""
+        return bool(self._pubs)
 
     @property
     def _active(self) -> bool:
@@ -252,9 +501,24 @@ class TrackerNode(LifecycleNode):
             debug_pub.publish(image)
 
     def _publish_diagnostics(self) -> None:
-        pub = self._pubs.get('diagnostics')
-        if pub is None or not pub.is_activated:
-            return
+        if self._failure is not None:
+            status = self._failure_status()
+        elif self._active:
+            status = self._tracking_status()
+        else:
+            return      # unconfigured or inactive, as asked: nothing to report
+        diag = DiagnosticArray()
+        diag.header.stamp = self.get_clock().now().to_msg()
+        diag.status = [status]
+        self._diagnostics_pub.publish(diag)
+
+    def _failure_status(self) -> DiagnosticStatus:
+        """ERROR with the reason a transition failed, until one succeeds."""
+        return DiagnosticStatus(
+            level=DiagnosticStatus.ERROR, name=f'{self.get_fully_qualified_name()}: tracking',
+            message=self._failure)
+
+    def _tracking_status(self) -> DiagnosticStatus:
         status = DiagnosticStatus()
         status.name = f'{self.get_fully_qualified_name()}: tracking'
         status.hardware_id = self._pipeline.device_name if self._pipeline else ''
@@ -286,15 +550,27 @@ class TrackerNode(LifecycleNode):
             'device': self._pipeline.device_name if self._pipeline else 'released',
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        diag = DiagnosticArray()
-        diag.header.stamp = self.get_clock().now().to_msg()
-        diag.status = [status]
-        pub.publish(diag)
+        return status
+
+
+def _set_tracker_config(pipeline: TrackingPipeline, config: TrackerConfig) -> None:
+    """New thresholds for a running pipeline; model, memory and tracks stay. TrackingPipeline
+    has no setter and holds them in three places, all replaced here: its tracker_config (read
+    per frame), its Tracker's config, and the threshold its StreamingModel decodes with."""
+    pipeline.tracker_config = pipeline.tracker.config = config
+    pipeline.stream.det_threshold = config.det_threshold
 
 
 def main(args=None):
     rclpy.init(args=args)
-    node = TrackerNode()
+    node = TrackerNode(command_line=sys.argv if args is None else args)
+    if node.autostart_failure:
+        # A process that stays up unconfigured publishes nothing and looks alive to respawn
+        # and supervisors: end it, non-zero (the reason is logged above).
+        node.get_logger().fatal('autostart failed: exiting with status 1')
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
