@@ -1,7 +1,9 @@
 # RAM-ROS: the commands a newcomer needs. Every target runs `make setup` first (idempotent).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-ENV := . scripts/env.sh
+# Every target runs isolated (loopback discovery, a fresh ROS_DOMAIN_ID, the SHM profile):
+# scripts/env.sh forces that only when asked, a user's own shell keeps its ROS settings.
+ENV := export RAM_ROS_ISOLATE=1 && . scripts/env.sh
 COLCON_TEST_ARGS ?=
 
 .PHONY: help setup build demo test test-packages test-workspace bench eval lock clean

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The test command behind `make test` (run inside scripts/env.sh's environment):
-# colcon test of every package (unit + live-DDS tests), then the cross-package tests in test/.
-# Fails if any test fails; prints pytest's own summary lines.
+# The test command behind `make test`: colcon test of every package (unit + live-DDS tests),
+# then the cross-package tests in test/. Fails if any test fails; prints pytest's own summary lines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-: "${ROS_AUTOMATIC_DISCOVERY_RANGE:?source scripts/env.sh first}"
+# Tests always run isolated (loopback discovery, a fresh ROS_DOMAIN_ID, the SHM profile),
+# whatever shell starts them.
+export RAM_ROS_ISOLATE=1
+. scripts/env.sh
 echo "[test] ROS_DOMAIN_ID=$ROS_DOMAIN_ID ROS_AUTOMATIC_DISCOVERY_RANGE=$ROS_AUTOMATIC_DISCOVERY_RANGE"
 status=0
 colcon test --return-code-on-test-failure --event-handlers console_direct+ \

@@ -12,11 +12,14 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
-        # launch/ and config/ live at the repository root; the package folder links to them so
-        # `ros2 launch ram_tracker tracker.launch.py` finds them in share/ram_tracker/.
+        # launch/, config/ and models/ live at the repository root; the package folder links to
+        # them so `ros2 launch ram_tracker tracker.launch.py` finds them in share/ram_tracker/.
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.json')
          + glob('config/*.xml') + glob('config/*.rviz')),
+        # The model config/tracker.yaml names by default (package://ram_tracker/models/...): the
+        # installed node tracks with trained weights, never silently with an untrained model.
+        ('share/' + package_name + '/models', ['models/world2_ram.safetensors']),
     ],
     install_requires=['setuptools'],
     extras_require={'test': ['pytest']},

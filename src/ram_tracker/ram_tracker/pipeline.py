@@ -6,6 +6,7 @@ here (and only here).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from ram_tracker.checkpoint import load_weights
+from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_tracker.decode import decode_detections
 from ram_tracker.inference.backends import StepBackend, select_backend
 from ram_tracker.inference.torch_backend import TorchBackend
@@ -194,19 +195,16 @@ class TrackingPipeline:
 
     @classmethod
     def from_params(cls, params: dict, log=None) -> 'TrackingPipeline':
-        """Build from validated node parameters (ram_tracker.parameters). The backend follows
-        the `backend` parameter (ram_tracker.inference.select_backend); an ONNX file missing
-        for these weights and this resolution is exported now (a few seconds, cached)."""
+        """Build from validated node parameters (ram_tracker.parameters): the weights
+        model_path names (load_model; empty only with allow_untrained), at the input size
+        given or, with 0 x 0, the one they were trained at (model_input_size). The backend
+        follows the `backend` parameter (ram_tracker.inference.select_backend); an ONNX file
+        missing for these weights and this resolution is exported now (a few seconds, cached)."""
         device = resolve_device(params['device'])
         if params['num_threads'] > 0:
             torch.set_num_threads(params['num_threads'])
-        weights_path = None
-        if params['model_path']:
-            weights_path = resolve_model_path(params['model_path'])
-            model, info = load_weights(weights_path, 'cpu')
-        else:
-            torch.manual_seed(0)
-            model, info = build_model(ModelConfig()), {'untrained': True}
+        model, info, weights_path = load_model(params['model_path'], params['allow_untrained'])
+        input_size = model_input_size(params['input_width'], params['input_height'], info)
         tracker_config = TrackerConfig(
             det_threshold=params['detection_threshold'],
             new_track_threshold=params['new_track_threshold'],
@@ -218,7 +216,6 @@ class TrackingPipeline:
             refine_hidden_boxes=params['refine_hidden_boxes'],
             hidden_score_decay=params['hidden_score_decay'],
             occlusion_model=params['occlusion_model'])
-        input_size = (params['input_width'], params['input_height'])
         backend = select_backend(params['backend'], model, input_size, device,
                                  num_threads=params['num_threads'], weights_path=weights_path,
                                  log=log)
@@ -241,11 +238,10 @@ class TrackingPipeline:
     def describe(self) -> str:
         s = self.stream
         cfg = s.model.cfg
-        source = 'untrained' if s.model_info.get('untrained') else s.model_info.get(
-            'name', 'trained')
-        return (f'{cfg.backbone} model ({source}), classes {s.class_names}, input '
-                f'{s.input_width}x{s.input_height}, nodes {s.grid.width}x{s.grid.height}, '
-                f'device {s.device_name}, backend {s.backend.describe()}')
+        return (f'{cfg.backbone} model ({describe_weights(s.model_info)}), '
+                f'classes {s.class_names}, input {s.input_width}x{s.input_height}, '
+                f'nodes {s.grid.width}x{s.grid.height}, device {s.device_name}, '
+                f'backend {s.backend.describe()}')
 
     def reset(self) -> None:
         """Forget the stream: memory, embeddings and tracks (ids restart at 1)."""
@@ -274,16 +270,107 @@ def _to_cpu(transition):
                    indices=transition.indices.cpu(), valid=transition.valid.cpu())
 
 
+# The untrained model records no training size; this was the node's default input.
+UNTRAINED_INPUT_SIZE = (640, 192)
+PACKAGE_URL = 'package://'
+# Where ram_tracker installs the shipped weights (share/ram_tracker/models).
+MODELS_DIR = 'models'
+WEIGHTS_SUFFIX = '.safetensors'
+
+
+def load_model(model_path: str, allow_untrained: bool = False):
+    """(model on the CPU, info, weights file or None) for the node's model_path. An empty
+    model_path builds the seeded untrained model only when allow_untrained says so: an empty
+    value used to track with random weights after one INFO line, unnoticed."""
+    if model_path:
+        path = resolve_model_path(model_path)
+        model, info = load_weights(path, 'cpu')
+        info = {**info, 'weights_path': str(path), 'weights_sha256': file_sha256(path)}
+        return model, info, path
+    if not allow_untrained:
+        raise ValueError('model_path is empty: set it to a weights file (e.g. the default '
+                         'package://ram_tracker/models/world2_ram.safetensors), or set '
+                         'allow_untrained:=true to track with an untrained model (plumbing '
+                         'tests only)')
+    torch.manual_seed(0)
+    return build_model(ModelConfig()), {'untrained': True}, None
+
+
+def model_input_size(width: int, height: int, info: dict) -> tuple[int, int]:
+    """The input_width / input_height parameters, or with both 0 the size the weights were
+    trained at: the model has learnt objects at that scale, and a user should not have to know
+    it to get the model's best results."""
+    if width and height:
+        return width, height
+    if width or height:
+        raise ValueError(f'input_width {width}, input_height {height}: set both, or leave both 0 '
+                         'for the size the model was trained at')
+    if info.get('untrained'):
+        return UNTRAINED_INPUT_SIZE
+    size = trained_input_size(info)
+    if size is None:
+        raise ValueError(f"{info.get('weights_path', 'the weights file')} does not record the "
+                         'input size it was trained at: set input_width and input_height')
+    return size
+
+
+def describe_weights(info: dict) -> str:
+    """Which weights run, for the configure log: name, file and a short sha256 tell two models
+    (or a model and an untrained one) apart."""
+    if info.get('untrained'):
+        return 'untrained, allow_untrained'
+    parts = [info.get('name'), info.get('weights_path') and Path(info['weights_path']).name,
+             info.get('weights_sha256') and f"sha256 {info['weights_sha256'][:12]}"]
+    return ', '.join(p for p in parts if p) or 'trained'
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def resolve_model_path(path: str) -> Path:
-    """Absolute, or relative to the current directory, or to the installed ram_tracker share."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
+    """The weights file model_path names, tried in this order:
+    - package://<package>/<file>: in that package's share directory (ROS's convention, as in
+      URDFs), the default package://ram_tracker/models/world2_ram.safetensors;
+    - absolute, or relative to the current directory;
+    - relative to the ram_tracker share directory (models/world2_ram.safetensors);
+    - a bare name, with or without .safetensors (world2_ram): a model ram_tracker installs.
+    An absolute path is returned as given (load_weights names it if missing); otherwise
+    FileNotFoundError lists where it looked."""
+    if path.startswith(PACKAGE_URL):
+        package, _, relative = path[len(PACKAGE_URL):].partition('/')
+        candidates = [root / relative for root in _share_directories(package)]
+    else:
+        candidate = Path(path).expanduser()
+        if candidate.is_absolute():
+            return candidate
+        candidates = [candidate] + [root / path for root in _share_directories('ram_tracker')]
+        if len(candidate.parts) == 1:
+            names = [path] if path.endswith(WEIGHTS_SUFFIX) else [path, path + WEIGHTS_SUFFIX]
+            candidates += [root / MODELS_DIR / name for root in _share_directories('ram_tracker')
+                           for name in names]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ', '.join(str(c) for c in candidates) or 'nothing: unknown package'
+    raise FileNotFoundError(f'weights file not found: {path} (looked at {looked})')
+
+
+def _share_directories(package: str) -> list[Path]:
+    """The package's installed share directory and, for ram_tracker without an ament index
+    (plain Python use of the source tree), the repository root, whose config/ and models/
+    the share directory installs."""
+    roots = []
     try:
         from ament_index_python.packages import get_package_share_directory
-        shared = Path(get_package_share_directory('ram_tracker')) / path
-        if shared.exists():
-            return shared
-    except (ImportError, LookupError):
+        roots.append(Path(get_package_share_directory(package)))
+    except (ImportError, LookupError, ValueError):
         pass
-    return candidate
+    if package == 'ram_tracker':
+        roots += [parent for parent in Path(__file__).resolve().parents
+                  if (parent / MODELS_DIR).is_dir() and (parent / 'config').is_dir()][:1]
+    return roots

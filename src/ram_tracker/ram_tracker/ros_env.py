@@ -1,4 +1,5 @@
-"""The environment every RAM-ROS process runs in (the Python twin of scripts/env.sh).
+"""The environment every RAM-ROS test, demo and CI process runs in (the Python twin of
+scripts/env.sh with RAM_ROS_ISOLATE=1).
 
 DDS discovery stays on this machine, each run gets its own ROS_DOMAIN_ID so parallel runs
 (tests, CI, a user's robot) never see each other, and Fast DDS uses the shared-memory profile

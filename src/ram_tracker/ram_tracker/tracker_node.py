@@ -83,7 +83,7 @@ PER_FRAME_PARAMETERS = frozenset({'error_log_period_s', 'belief_topk', 'publish_
                                   'display_scale'})
 # Read by configure only (the model, its backend and input size, the subscriptions): refused
 # while the node is configured.
-CONFIGURE_PARAMETERS = frozenset({'model_path', 'device', 'backend', 'num_threads',
+CONFIGURE_PARAMETERS = frozenset({'model_path', 'allow_untrained', 'device', 'backend', 'num_threads',
                                   'input_width', 'input_height', 'use_camera_info'})
 # Read once, at start-up.
 STARTUP_PARAMETERS = frozenset({'autostart'})

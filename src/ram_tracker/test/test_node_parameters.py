@@ -7,6 +7,7 @@ describe_parameters shows them), an integer on the command line is taken as a nu
 runtime change is validated like configure validates, then applied to the running tracker.
 Every test talks to the node process through real services and topics of a second rclpy node.
 """
+import hashlib
 import subprocess
 import time
 from pathlib import Path
@@ -35,14 +36,18 @@ NODE = '/tracker_node'
 EXIT_TIMEOUT_S = 90     # process start (imports) on two busy cores, then the failed configure
 
 
-def _node_command(**params) -> list[str]:
-    """The installed executable with the installed params file, small, on one CPU thread, eager
-    torch (no ONNX export); `params` are -p overrides, given as the command line spells them."""
+def _installed_command(values: dict) -> list[str]:
+    """The installed executable with the installed params file and `values` as -p overrides,
+    given as the command line spells them."""
     executable = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker' / 'tracker_node'
     params_file = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
-    values = {**SMALL_CPU, 'backend': 'torch', **params}
     overrides = [arg for k, v in values.items() for arg in ('-p', f'{k}:={v}')]
     return [str(executable), '--ros-args', '--params-file', str(params_file), *overrides]
+
+
+def _node_command(**params) -> list[str]:
+    """The installed node, small, on one CPU thread, eager torch (no ONNX export)."""
+    return _installed_command({**SMALL_CPU, 'backend': 'torch', **params})
 
 
 def _run_until_exit(env, **params) -> tuple[int, str]:
@@ -138,6 +143,56 @@ def test_autostart_with_a_bad_parameter_exits_non_zero_with_one_clear_error(ros_
     assert 'Traceback' not in stderr, stderr
 
 
+def test_autostart_with_an_empty_model_path_exits_asking_for_allow_untrained(ros_env):
+    """An empty model_path tracked with an untrained model after one INFO line: detections
+    that mean nothing, unnoticed. Now it takes allow_untrained:=true, said in one line."""
+    status, stderr = _run_until_exit(ros_env, model_path="''")
+    assert status != 0, stderr
+    assert 'model_path is empty' in stderr and 'allow_untrained:=true' in stderr, stderr
+    assert 'Traceback' not in stderr, stderr
+
+
+# -- the installed parameters run the shipped model --------------------------------------------
+def test_installed_parameters_configure_the_shipped_model_at_its_trained_size(ros_env,
+                                                                              tmp_path):
+    """Nothing but the installed params file (and a CPU for this machine): the node loads the
+    World 2 model installed in share/ram_tracker/models, says which (file, sha256) when it
+    configures, and runs it at the input size its weights record (640x192)."""
+    share = Path(get_package_share_directory('ram_tracker'))
+    shipped = share / 'models' / 'world2_ram.safetensors'
+    assert shipped.is_file(), f'{shipped} missing: run colcon build'
+    sha = hashlib.sha256(shipped.read_bytes()).hexdigest()
+    log_path = tmp_path / 'node.log'
+    node_proc, node_log = _start(_installed_command({'device': 'cpu', 'num_threads': 1,
+                                                     'backend': 'torch'}), ros_env, log_path)
+    rclpy.init()
+    node = rclpy.create_node('test_model_client')
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _state(node) != 'active':
+            assert node_proc.poll() is None, f'tracker_node ended:\n{log_path.read_text()}'
+            time.sleep(0.5)
+        node_log.flush()
+        log_text = log_path.read_text()
+        configured = [line for line in log_text.splitlines() if 'configured:' in line]
+        assert configured, log_text
+        assert 'world2_ram.safetensors' in configured[-1], configured[-1]
+        assert f'sha256 {sha[:12]}' in configured[-1], configured[-1]
+        assert 'input 640x192' in configured[-1] and 'untrained' not in configured[-1]
+        values = _get(node, 'model_path', 'allow_untrained', 'input_width', 'input_height')
+        assert values['model_path'].string_value == \
+            'package://ram_tracker/models/world2_ram.safetensors'
+        assert not values['allow_untrained'].bool_value
+        assert (values['input_width'].integer_value, values['input_height'].integer_value) == \
+            (0, 0)                                  # left to the weights
+        assert node_proc.poll() is None
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        _stop(node_proc)
+        node_log.close()
+
+
 # -- a failed configure without autostart: unconfigured, alive, an ERROR diagnostic -------------
 def test_failed_configure_without_autostart_stays_unconfigured_with_an_error_diagnostic(
         ros_env, tmp_path):
@@ -212,7 +267,7 @@ def test_parameters_are_described_from_the_schema_and_an_integer_is_taken_as_a_n
         width = described['input_width']
         assert width.type == ParameterType.PARAMETER_INTEGER
         assert (width.integer_range[0].from_value, width.integer_range[0].to_value,
-                width.integer_range[0].step) == (32, 4096, 32)
+                width.integer_range[0].step) == (0, 4096, 32)     # 0: the weights' size
         assert described['backend'].type == ParameterType.PARAMETER_STRING
         assert 'onnxruntime' in described['backend'].additional_constraints
         scale = described['display_scale']          # no maximum in the schema

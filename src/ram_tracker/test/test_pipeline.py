@@ -1,13 +1,16 @@
 """Weights files, devices and the stream pipeline (model + Algorithm 1), without ROS."""
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from ram_tracker import parameters
-from ram_tracker.checkpoint import WeightsError, load_weights, save_weights
+from ram_tracker.checkpoint import WeightsError, load_weights, save_weights, trained_input_size
 from ram_tracker.model import ModelConfig, build_model
-from ram_tracker.pipeline import TrackingPipeline, resolve_device
+from ram_tracker.pipeline import TrackingPipeline, resolve_device, resolve_model_path
 
 TINY = ModelConfig(class_names=('car', 'pedestrian'), backbone_width=8, neck_channels=16,
                    memory_channels=16, head_channels=16, embed_channels=16)
@@ -91,3 +94,53 @@ def test_pipeline_streams_and_restarts_on_new_resolution(tmp_path):
 def test_inconsistent_thresholds_are_rejected(tmp_path):
     with pytest.raises(ValueError, match='det_threshold'):
         _pipeline(tmp_path, detection_threshold=0.6, new_track_threshold=0.5)
+
+
+# -- which model runs: the shipped one by default, never an untrained one by accident ----------
+SHIPPED = Path(__file__).resolve().parents[3] / 'models' / 'world2_ram.safetensors'
+CPU = {'device': 'cpu', 'backend': 'torch', 'num_threads': 1}
+
+
+def test_default_parameters_track_with_the_shipped_model_at_its_trained_size():
+    """config/tracker.yaml's values (the schema defaults) used to leave model_path empty: the
+    node tracked with random weights. Now they name the shipped World 2 model, and the input
+    size comes from its weights (640x192, what it was trained at)."""
+    pipeline = TrackingPipeline.from_params(parameters.validate(CPU))
+    described = pipeline.describe()
+    sha = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert 'world2_ram.safetensors' in described and f'sha256 {sha[:12]}' in described, described
+    assert 'untrained' not in described
+    assert (pipeline.stream.input_width, pipeline.stream.input_height) == \
+        trained_input_size(load_weights(SHIPPED)[1]) == (640, 192)
+
+
+@pytest.mark.parametrize('name', ['package://ram_tracker/models/world2_ram.safetensors',
+                                  'world2_ram', 'world2_ram.safetensors',
+                                  'models/world2_ram.safetensors'])
+def test_model_path_finds_the_shipped_model_by_package_url_or_name(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)         # not the repository: the installed copy is found
+    assert resolve_model_path(name).read_bytes() == SHIPPED.read_bytes()
+    with pytest.raises(FileNotFoundError, match='no_such_model'):
+        resolve_model_path('no_such_model')
+
+
+def test_input_size_0_is_read_from_the_weights(tmp_path):
+    torch.manual_seed(0)
+    path = save_weights(tmp_path / 'tiny.safetensors', build_model(TINY), {'input_size': [96, 64]})
+    params = parameters.validate({**CPU, 'model_path': str(path)})
+    assert (params['input_width'], params['input_height']) == (0, 0)
+    pipeline = TrackingPipeline.from_params(params)
+    assert 'input 96x64' in pipeline.describe()
+    with pytest.raises(ValueError, match='set both'):
+        TrackingPipeline.from_params({**params, 'input_width': 128})
+    silent = save_weights(tmp_path / 'silent.safetensors', build_model(TINY))   # no size recorded
+    with pytest.raises(ValueError, match='silent.safetensors does not record'):
+        TrackingPipeline.from_params({**params, 'model_path': str(silent)})
+
+
+def test_empty_model_path_fails_unless_untrained_is_allowed():
+    params = parameters.validate({**CPU, 'model_path': ''})
+    with pytest.raises(ValueError, match='model_path is empty.*allow_untrained:=true'):
+        TrackingPipeline.from_params(params)
+    untrained = TrackingPipeline.from_params({**params, 'allow_untrained': True})
+    assert 'untrained' in untrained.describe() and 'input 640x192' in untrained.describe()

@@ -171,3 +171,17 @@ def test_label_gaps_and_statistics(tmp_path):
     assert stats["label_gaps"]["count"] == 1 and stats["label_gaps"]["max_frames"] == 1
     assert stats["rows_per_type"]["DontCare"] == 10
     assert stats["sequences"] == 1 and stats["frames"] == 10
+
+
+@pytest.mark.parametrize("spelling", ["Person", "Person_sitting", "PERSON_SITTING"])
+def test_sitting_people_become_ignore_regions(tmp_path, spelling):
+    """KITTI tracking labels spell a sitting person `Person`, other tools `Person_sitting`:
+    either is an ignore region for training, never a pedestrian and never dropped."""
+    make_tiny_kitti(tmp_path)
+    path = tmp_path / "training" / "label_02" / "0001.txt"
+    line = f"{{t}} 11 {spelling} 0 1 0.0 3.0 1.0 5.0 6.0 1.2 0.6 0.8 1.0 1.6 9.0 0.0\n"
+    path.write_text(path.read_text() + "".join(line.format(t=t) for t in range(10)))
+    ann = kitti.load_sequence(tmp_path, "0001").track_annotations()
+    assert ann.track_ids.tolist() == [3, 8]                       # not a pedestrian track
+    assert {tuple(b) for b in ann.ignore_boxes[0]} == {(0.0, 0.0, 2.0, 2.0), (6.0, 4.0, 8.0, 6.0),
+                                                        (3.0, 1.0, 5.0, 6.0)}

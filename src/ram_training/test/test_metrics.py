@@ -282,3 +282,24 @@ def test_track_ap_from_files(tmp_path):
                  "--out", str(tmp_path / "ap.json")]) == 0
     import json
     assert json.loads((tmp_path / "ap.json").read_text())["car"]["AP"] == pytest.approx(100.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Sitting people: KITTI tracking labels say `Person`, the object benchmark and some tools
+# `Person_sitting`; both are distractors for pedestrians (the reader is case-insensitive,
+# like trackeval and the KITTI devkit).
+
+
+@pytest.mark.parametrize("spelling", ["Person", "Person_sitting", "person_sitting"])
+def test_sitting_person_is_a_pedestrian_distractor(mot, tmp_path, spelling):
+    walker, sitter = (500.0, 100.0, 540.0, 200.0), (700.0, 120.0, 740.0, 200.0)
+    line = " ".join(["{t}", "4", spelling, "0", "0", "0.0", *(f"{v:.6f}" for v in sitter),
+                     "-1", "-1", "-1", "-1000", "-1000", "-1000", "-10"])
+    label = tmp_path / "0000.txt"
+    label.write_text("".join(gt_row(t, 2, walker, "Pedestrian").to_line() + "\n" + line.format(t=t) + "\n"
+                             for t in range(N)))
+    preds = [[(1, "pedestrian", *walker, 0.8), (2, "pedestrian", *sitter, 0.9)] for _ in range(N)]
+    hota = mot.evaluate_kitti({"0000": label}, {"0000": preds}, classes=["pedestrian"])["pedestrian"]
+    assert (hota["CLR_FP"], hota["MOTA"], hota["GT_Dets"]) == (0, 100.0, N)
+    ap = track_ap({"0000": label}, {"0000": preds}, classes=["pedestrian"])["pedestrian"]
+    assert (ap["AP"], ap["num_tp"], ap["num_ignored"]) == (pytest.approx(100.0), 1, 1)

@@ -24,7 +24,15 @@ import numpy as np
 from .annotations import TrackAnnotations
 from .atomic import atomic_write_text
 
-KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
+KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person", "Person_sitting", "Cyclist", "Tram", "Misc",
+               "DontCare")
+# A sitting person: the tracking benchmark's label_02 files say `Person` (trackeval's KITTI
+# reader knows only that), the object benchmark and tools that follow it `Person_sitting`.
+# Both are the same distractor of Pedestrian, so every ignore list names both.
+SITTING_PERSON_TYPES = ("Person", "Person_sitting")
+# The devkit and trackeval lowercase the type column, so the reader accepts any case and
+# stores the spelling above.
+_TYPE_SPELLING = {t.lower(): t for t in KITTI_TYPES}
 
 # The occluded level of real KITTI mapped to a visible fraction for the clip's `visibility`.
 # Levels are coarse; these are the middles of the ranges World 2 uses to write them
@@ -34,10 +42,19 @@ KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist",
 OCCLUSION_TO_VISIBILITY = {0: 1.0, 1: 0.6, 2: 0.25, 3: 0.5}
 
 # Default training classes (the paper evaluates cars and pedestrians) and the types whose
-# boxes become ignore regions (KITTI's evaluation treats Van / Person_sitting as neighbours of
-# Car / Pedestrian, and DontCare as don't-care). Other types are dropped.
+# boxes become ignore regions (KITTI's evaluation treats Van / a sitting person as neighbours
+# of Car / Pedestrian, and DontCare as don't-care). Other types are dropped. Matched
+# case-insensitively.
 DEFAULT_CLASSES = ("Car", "Pedestrian")
-DEFAULT_IGNORE_TYPES = ("Van", "Person_sitting", "DontCare")
+DEFAULT_IGNORE_TYPES = ("Van", *SITTING_PERSON_TYPES, "DontCare")
+
+
+def type_keys(types) -> set[str]:
+    """Lowercase type names for case-insensitive matching; naming either spelling of a sitting
+    person stands for both (an ignore list written for one benchmark must not miss the other)."""
+    keys = {t.lower() for t in types}
+    sitting = {t.lower() for t in SITTING_PERSON_TYPES}
+    return keys | sitting if keys & sitting else keys
 
 
 class KittiFormatError(ValueError):
@@ -90,9 +107,9 @@ class KittiObject:
             frame, track_id = int(fields[0]), int(fields[1])
         except ValueError:
             raise KittiFormatError(path, line, f"frame and track id must be integers, got {fields[0]!r} {fields[1]!r}") from None
-        kind = fields[2]
-        if kind not in KITTI_TYPES and kind != "Person":
-            raise KittiFormatError(path, line, f"unknown object type {kind!r}")
+        kind = _TYPE_SPELLING.get(fields[2].lower())
+        if kind is None:
+            raise KittiFormatError(path, line, f"unknown object type {fields[2]!r}")
         try:
             numbers = [float(v) for v in fields[3:]]
         except ValueError as err:
@@ -236,7 +253,9 @@ class KittiSequence:
         T = stop - start
         rows = self.rows_in_view(self.labels)
         hidden = self.rows_in_view(self.hidden) if include_hidden else []
-        tracks = sorted({(r.track_id, r.type) for r in rows + hidden if r.type in class_names})
+        class_of = {c.lower(): k for k, c in enumerate(class_names)}
+        ignored = type_keys(ignore_types)
+        tracks = sorted({(r.track_id, r.type) for r in rows + hidden if r.type.lower() in class_of})
         index = {}
         for k, (tid, kind) in enumerate(tracks):
             if tid in index:
@@ -249,22 +268,22 @@ class KittiSequence:
         ignore = [[] for _ in range(T)]
         for r in rows:
             t = r.frame - start
-            if r.type in class_names:
+            if r.type.lower() in class_of:
                 k = index[r.track_id]
                 boxes[t, k] = r.box
                 present[t, k] = True
                 visibility[t, k] = OCCLUSION_TO_VISIBILITY.get(r.occluded, 0.5)
-            elif r.type in ignore_types:
+            elif r.type.lower() in ignored:
                 ignore[t].append(r.box)
         for r in hidden:
             t = r.frame - start
-            if r.type in class_names and not present[t, index[r.track_id]]:
+            if r.type.lower() in class_of and not present[t, index[r.track_id]]:
                 boxes[t, index[r.track_id]] = r.box
                 present[t, index[r.track_id]] = True
                 visibility[t, index[r.track_id]] = 0.0
         return TrackAnnotations(
             track_ids=np.array([tid for tid, _ in tracks], dtype=np.int64),
-            classes=np.array([class_names.index(kind) for _, kind in tracks], dtype=np.int64),
+            classes=np.array([class_of[kind.lower()] for _, kind in tracks], dtype=np.int64),
             boxes=boxes, present=present, visibility=visibility,
             ignore_boxes=[np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in ignore])
 

@@ -27,7 +27,8 @@ from . import kitti
 RAM_MSGS_PACKAGE = "ram_msgs"
 # KITTI type -> ram_msgs class_id (the tracker's class names)
 DEFAULT_CLASS_IDS = {"Car": "car", "Pedestrian": "pedestrian", "Van": "van", "Truck": "truck",
-                     "Cyclist": "cyclist", "Person_sitting": "person_sitting", "Tram": "tram", "Misc": "misc"}
+                     "Cyclist": "cyclist", "Person": "person_sitting", "Person_sitting": "person_sitting",
+                     "Tram": "tram", "Misc": "misc"}
 STATE_VISIBLE, STATE_OCCLUDED = 0, 1
 SOURCE_DETECTION = 0
 

@@ -127,11 +127,23 @@ def _coerce(values: dict) -> dict:
     return out
 
 
+def _node_input_size(model_info: dict) -> tuple[int, int]:
+    """The size the node runs a model at with input_width / input_height left at 0."""
+    from ram_tracker.pipeline import UNTRAINED_INPUT_SIZE
+    if model_info['untrained']:
+        return UNTRAINED_INPUT_SIZE
+    if not model_info['trained_input_size']:
+        raise EvalError(f"{model_info['path']} does not record the input size it was trained at: "
+                        'pass -p input_width=W -p input_height=H')
+    return tuple(model_info['trained_input_size'])
+
+
 def resolve_params(model_path, params_file=None, overrides: Mapping | None = None) -> tuple[dict, dict]:
     """The node's parameters for this run and a description of the model.
 
-    Precedence: schema defaults < the model's training input size < `params_file` < `overrides`;
-    model_path is always the model given here (absolute; empty = the seeded untrained model)."""
+    Precedence: schema defaults < `params_file` < `overrides`, with an input size left at 0 x 0
+    taken from the model's training size as the node does; model_path is always the model given
+    here (absolute; empty = the seeded untrained model, so allow_untrained follows it)."""
     from ram_tracker import parameters
     from ram_tracker.checkpoint import WeightsError, load_weights, trained_input_size
     values: dict = {}
@@ -145,8 +157,6 @@ def resolve_params(model_path, params_file=None, overrides: Mapping | None = Non
         except WeightsError as error:
             raise EvalError(str(error)) from error
         size = trained_input_size(info)
-        if size is not None:
-            values.update(input_width=size[0], input_height=size[1])
         model_info = {'path': str(model_path), 'sha256': file_sha256(model_path),
                       'untrained': False, 'classes': list(model.cfg.class_names),
                       'trained_input_size': list(size) if size else None}
@@ -159,6 +169,10 @@ def resolve_params(model_path, params_file=None, overrides: Mapping | None = Non
         values.update(parameters.load_params_file(params_file))
     values.update(overrides or {})
     values['model_path'] = str(model_info['path'] or '')
+    values['allow_untrained'] = model_info['untrained']
+    if not values.get('input_width') and not values.get('input_height'):
+        # Written out (not left 0) so the fingerprints and the report name the size that runs.
+        values.update(zip(('input_width', 'input_height'), _node_input_size(model_info)))
     try:
         params = parameters.validate(_coerce(values))
     except parameters.ParameterError as error:
@@ -511,7 +525,9 @@ def score_method(results_dir: Path, gt: Mapping[str, list], num_frames: Mapping[
 
 def _fingerprint(model_info: dict, params: dict, bag_record: dict, **extra) -> dict:
     return {'model_sha256': model_info['sha256'] or 'untrained-seed0',
-            'params': {k: v for k, v in params.items() if k != 'model_path'},
+            # allow_untrained only follows model_path: results of runs before it existed stay valid
+            'params': {k: v for k, v in params.items()
+                       if k not in ('model_path', 'allow_untrained')},
             'bag': bag_record['key'], 'max_out_age': MAX_OUT_AGE, **extra}
 
 

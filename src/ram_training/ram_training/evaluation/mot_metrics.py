@@ -1,7 +1,7 @@
 """HOTA / CLEAR (MOTA) / Identity (IDF1) through PyPI `trackeval` (1.3.0), run in-process.
 
 KITTI: trackeval's Kitti2DBox dataset class, i.e. the official KITTI tracking protocol
-(classes car and pedestrian, Van / Person_sitting as distractors, DontCare ignore regions,
+(classes car and pedestrian, Van / a sitting person as distractors, DontCare ignore regions,
 ground truth with truncation > 0 or occlusion > 2 treated as distractors, unmatched predictions
 <= 25 px tall dropped). The ground truth and the tracker output are laid out in a temporary
 folder the way that class reads them:
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ram_training.data.atomic import atomic_write_text
-from ram_training.data.kitti import KittiObject, write_labels
-from ram_training.evaluation.kitti_results import write_results
+from ram_training.data.kitti import SITTING_PERSON_TYPES, KittiObject, read_labels, write_labels
+from ram_training.evaluation.kitti_results import to_kitti_objects
 
 KITTI_CLASSES = ("car", "pedestrian")
 # CLEAR's FP_per_frame is a count per frame, not a fraction: kept as is.
@@ -103,10 +103,19 @@ def summarize(metrics, class_result: Mapping) -> dict:
 
 
 def _gt_rows(source) -> list[KittiObject]:
-    if isinstance(source, (str, Path)):
-        from ram_training.data.kitti import read_labels
-        return read_labels(source)
-    return list(source)
+    return read_labels(source) if isinstance(source, (str, Path)) else list(source)
+
+
+def _prediction_rows(source) -> list[KittiObject]:
+    return read_labels(source) if isinstance(source, (str, Path)) else to_kitti_objects(source)
+
+
+def _trackeval_spelling(rows: Iterable[KittiObject]) -> list[KittiObject]:
+    """Rows as trackeval's Kitti2DBox reads them: it knows a sitting person only as `Person`
+    (the tracking benchmark's label) and fails on a file with `Person_sitting`, the object
+    benchmark's spelling that other tools write."""
+    sitting = {t.lower() for t in SITTING_PERSON_TYPES}
+    return [KittiObject(**{**r.__dict__, "type": "Person"}) if r.type.lower() in sitting else r for r in rows]
 
 
 def evaluate_kitti(gt: Mapping[str, object], predictions: Mapping[str, object],
@@ -130,14 +139,10 @@ def evaluate_kitti(gt: Mapping[str, object], predictions: Mapping[str, object],
         seqmap = []
         for seq, source in gt.items():
             rows = _gt_rows(source)
-            pred_source = predictions.get(seq, [])
-            if isinstance(pred_source, (str, Path)):
-                shutil.copyfile(pred_source, tracker_dir / f"{seq}.txt")
-                last_pred = _last_frame_in_file(pred_source)
-            else:
-                write_results(tracker_dir / f"{seq}.txt", pred_source)
-                last_pred = max((t for t, preds in _items(pred_source) if preds), default=-1)
-            write_labels(gt_dir / "label_02" / f"{seq}.txt", rows)
+            pred_rows = _prediction_rows(predictions.get(seq, []))
+            last_pred = max((r.frame for r in pred_rows), default=-1)
+            write_labels(tracker_dir / f"{seq}.txt", _trackeval_spelling(pred_rows))
+            write_labels(gt_dir / "label_02" / f"{seq}.txt", _trackeval_spelling(rows))
             length = (num_frames or {}).get(seq)
             if length is None:
                 length = max([r.frame for r in rows] + [last_pred]) + 1
@@ -169,20 +174,6 @@ def evaluate_kitti_dirs(label_dir, results_dir, sequences: Iterable[str] | None 
     gt = {s: label_dir / f"{s}.txt" for s in sequences}
     preds = {s: results_dir / f"{s}.txt" if (results_dir / f"{s}.txt").is_file() else [] for s in sequences}
     return evaluate_kitti(gt, preds, num_frames, classes)
-
-
-def _items(frames):
-    from ram_training.evaluation.kitti_results import frame_items
-    return frame_items(frames)
-
-
-def _last_frame_in_file(path) -> int:
-    last = -1
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                last = max(last, int(line.split()[0]))
-    return last
 
 
 # ---------------------------------------------------------------------------------------

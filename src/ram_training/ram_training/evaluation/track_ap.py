@@ -12,9 +12,10 @@ Definitions (docs/METRICS.md has the reasoning and the reference checks):
   monotone) is sampled at 101 recall points 0, 0.01, ..., 1 (0 past the last recall
   reached) and averaged: AP. mAP: mean AP of the classes that have ground truth.
 - KITTI ignore filtering: a predicted track whose boxes lie in ignore regions (DontCare boxes
-  and the class's neighbour types, Van for car, Person_sitting for pedestrian) by more than
-  ignore_threshold (0.2) -- intersection over the predicted box's area, max over the regions
-  of a frame, averaged over the track's frames -- is ignored: neither TP nor FP.
+  and the class's neighbour types, Van for car, a sitting person (`Person` or `Person_sitting`)
+  for pedestrian) by more than ignore_threshold (0.2) -- intersection over the predicted
+  box's area, max over the regions of a frame, averaged over the track's frames -- is
+  ignored: neither TP nor FP.
   ignore_mode "unmatched" (default) ignores such a prediction only if it matched no
   ground-truth track, as TAO does for not-exhaustively-labelled classes and TrackEval's
   KITTI reader does per frame (a correct track is never thrown away); "before_matching"
@@ -40,13 +41,14 @@ from pathlib import Path
 import numpy as np
 
 from ram_training.data.atomic import atomic_write_text
-from ram_training.data.kitti import KittiObject, read_labels
+from ram_training.data.kitti import KittiObject, read_labels, type_keys
 from ram_training.evaluation.kitti_results import frame_items, read_results
 from ram_training.evaluation.world1 import box_iou
 
 KITTI_CLASSES = ("car", "pedestrian")
-# Lowercase KITTI types whose boxes are ignore regions for each evaluated class.
-KITTI_IGNORE_TYPES = {"car": ("dontcare", "van"), "pedestrian": ("dontcare", "person_sitting")}
+# Lowercase KITTI types whose boxes are ignore regions for each evaluated class. A sitting
+# person is `Person` in KITTI tracking labels and `Person_sitting` elsewhere: both.
+KITTI_IGNORE_TYPES = {"car": ("dontcare", "van"), "pedestrian": ("dontcare", "person", "person_sitting")}
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
@@ -143,12 +145,13 @@ def ground_truth_tracks(rows: Iterable[KittiObject], classes: Iterable[str] = KI
     classes = [c.lower() for c in classes]
     entries: dict[str, dict] = {c: {} for c in classes}
     regions: dict[str, dict[int, list]] = {c: {} for c in classes}
+    ignored = {c: type_keys(ignore_types.get(c, ())) for c in classes}
     for r in rows:
         kind = r.type.lower()
         if kind in entries and r.track_id >= 0:
             entries[kind].setdefault(r.track_id, []).append((r.frame, r.box, 1.0))
         for c in classes:
-            if kind in {k.lower() for k in ignore_types.get(c, ())}:
+            if kind in ignored[c]:
                 regions[c].setdefault(r.frame, []).append(r.box)
     return ({c: _build(e) for c, e in entries.items()},
             {c: {t: np.array(b, dtype=float).reshape(-1, 4) for t, b in reg.items()} for c, reg in regions.items()})
