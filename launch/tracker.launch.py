@@ -23,6 +23,11 @@ def _tracker(context):
         value = LaunchConfiguration(argument).perform(context)
         if value:
             overrides[parameter] = value
+    # rclpy declares use_sim_time itself (not a schema parameter); always given, default false.
+    sim_time = LaunchConfiguration('use_sim_time').perform(context).strip().lower()
+    if sim_time not in ('true', 'false', '1', '0'):
+        raise ValueError(f"use_sim_time must be true or false, got '{sim_time}'")
+    overrides['use_sim_time'] = sim_time in ('true', '1')
     return [Node(
         package='ram_tracker',
         executable='tracker_node',
@@ -53,6 +58,9 @@ def generate_launch_description():
         DeclareLaunchArgument('backend', default_value='',
                               description='auto | torch | onnxruntime | tensorrt; empty: the '
                                           'params file value'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='Use /clock (e.g. ros2 bag play --clock) as the node\'s '
+                                          'time'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace of the node and its topics'),
         DeclareLaunchArgument('rviz', default_value='false',

@@ -1,12 +1,15 @@
-"""sensor_msgs/Image bytes -> numpy RGB, without cv_bridge.
+"""sensor_msgs/Image (and CompressedImage) bytes -> numpy RGB, without cv_bridge.
 
 Why not cv_bridge: there is no ROS 2 cv_bridge on PyPI, and PyPI `cv-bridge` is a ROS-1-era port
 that breaks with numpy 2. The conversion is small: respect `step` (rows may be padded), the
 channel order of the encoding, and reject anything inconsistent with a message that names the
-problem. This module imports no ROS: the node passes the message fields in.
+problem. YUV 4:2:2 (what USB/V4L2 cameras send) and compressed images (jpeg/png, what most
+bags hold) are converted by OpenCV. This module imports no ROS: the node passes the message
+fields in.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # encoding -> (channels, index order that turns the stored channels into R, G, B)
@@ -18,7 +21,17 @@ _ENCODINGS = {
     'mono8': (1, (0, 0, 0)),
 }
 
-SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+# YUV 4:2:2, 8 bits, two bytes a pixel, U and V shared by each pair of pixels (BT.601, as V4L2
+# cameras send it). sensor_msgs/image_encodings: yuyv (deprecated name yuv422_yuy2) is
+# Y0 U Y1 V; uyvy (deprecated name yuv422) is U Y0 V Y1. encoding -> OpenCV conversion.
+_YUV422_ENCODINGS = {
+    'yuyv': cv2.COLOR_YUV2RGB_YUYV,
+    'yuv422_yuy2': cv2.COLOR_YUV2RGB_YUYV,
+    'uyvy': cv2.COLOR_YUV2RGB_UYVY,
+    'yuv422': cv2.COLOR_YUV2RGB_UYVY,
+}
+
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS) + tuple(_YUV422_ENCODINGS)
 
 
 class ImageConversionError(ValueError):
@@ -30,23 +43,39 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
     """Return a contiguous (height, width, 3) uint8 RGB array.
 
     `data` is the message's byte buffer (bytes, bytearray, memoryview, array.array or a
-    uint8 numpy array). Only 8-bit encodings exist in SUPPORTED_ENCODINGS, so `is_bigendian`
-    does not matter; it is accepted to mirror the message.
+    uint8 numpy array). Every encoding in SUPPORTED_ENCODINGS has 8-bit samples, so
+    `is_bigendian` does not matter; it is accepted to mirror the message.
     """
     del is_bigendian  # 8-bit channels have no byte order
-    if encoding not in _ENCODINGS:
+    if encoding not in _ENCODINGS and encoding not in _YUV422_ENCODINGS:
         raise ImageConversionError(
             f"unsupported encoding '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     if height <= 0 or width <= 0:
         raise ImageConversionError(f'empty image: {width}x{height}')
+    if encoding in _YUV422_ENCODINGS:
+        if width % 2:
+            raise ImageConversionError(
+                f'odd width {width} for {encoding}: 4:2:2 stores pixels in pairs')
+        rows = _pixel_rows(encoding, height, width, step, data, 2)
+        # cvtColor wants contiguous (H, W, 2) input; the result is a new (H, W, 3) array.
+        return cv2.cvtColor(np.ascontiguousarray(rows), _YUV422_ENCODINGS[encoding])
     channels, order = _ENCODINGS[encoding]
+    rows = _pixel_rows(encoding, height, width, step, data, channels)
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(rows, 3, axis=2))
+    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def _pixel_rows(encoding: str, height: int, width: int, step: int, data,
+                channels: int) -> np.ndarray:
+    """A read-only (height, width, channels) uint8 view of `data`, rows `step` bytes apart;
+    ImageConversionError if step or the buffer size does not fit."""
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageConversionError(
             f'step {step} is smaller than width*channels = {width}*{channels} = {row_bytes} '
             f'for {encoding}')
-    buffer = np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8) \
-        if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    buffer = _as_bytes(data)
     # The last row may be unpadded, but every row before it occupies a full `step`.
     needed = step * (height - 1) + row_bytes
     if buffer.size < needed:
@@ -57,11 +86,34 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
         raise ImageConversionError(
             f'data has {buffer.size} bytes, more than step*height = {step}*{height} = '
             f'{step * height}')
-    rows = np.lib.stride_tricks.as_strided(
+    return np.lib.stride_tricks.as_strided(
         buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False)
-    if channels == 1:
-        return np.ascontiguousarray(np.repeat(rows, 3, axis=2))
-    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def _as_bytes(data) -> np.ndarray:
+    """A flat uint8 view of a message buffer (bytes, bytearray, memoryview, array.array, numpy)."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
+
+
+def compressed_to_rgb(format: str, data) -> np.ndarray:   # noqa: A002 - the message's field
+    """sensor_msgs/CompressedImage -> contiguous (height, width, 3) uint8 RGB.
+
+    `format` is the message's (image_transport writes e.g. 'jpeg', 'png', 'rgb8; jpeg
+    compressed bgr8'); the bytes say what they are, so OpenCV decodes any jpeg or png whatever
+    the format string. ImageConversionError for an empty or undecodable buffer.
+    """
+    buffer = _as_bytes(data)
+    if buffer.size == 0:
+        raise ImageConversionError(f"empty compressed image (format '{format}')")
+    # IMREAD_COLOR: grey and alpha images come back as 3-channel BGR.
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
+        raise ImageConversionError(
+            f"cannot decode compressed image (format '{format}', {buffer.size} bytes): "
+            'not a complete jpeg or png')
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def rgb_to_image_fields(rgb: np.ndarray, encoding: str = 'rgb8') -> dict:
@@ -71,7 +123,7 @@ def rgb_to_image_fields(rgb: np.ndarray, encoding: str = 'rgb8') -> dict:
         raise ImageConversionError(f'expected (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}')
     if encoding not in _ENCODINGS:
         raise ImageConversionError(
-            f"cannot encode to '{encoding}' (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+            f"cannot encode to '{encoding}' (supported: {', '.join(_ENCODINGS)})")
     channels, order = _ENCODINGS[encoding]
     if channels == 1:
         luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)

@@ -38,14 +38,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from ram_msgs.msg import BeliefArray, TrackedObjectArray
 from ram_tracker import parameters
 from ram_tracker.checkpoint import WeightsError
-from ram_tracker.image_conversion import ImageConversionError, image_to_rgb, rgb_to_image_fields
+from ram_tracker.image_conversion import (ImageConversionError, compressed_to_rgb, image_to_rgb,
+                                          rgb_to_image_fields)
 from ram_tracker.pipeline import TrackingPipeline
 from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg, track_markers,
                                          tracks_to_msg)
@@ -84,7 +85,8 @@ PER_FRAME_PARAMETERS = frozenset({'error_log_period_s', 'belief_topk', 'publish_
 # Read by configure only (the model, its backend and input size, the subscriptions): refused
 # while the node is configured.
 CONFIGURE_PARAMETERS = frozenset({'model_path', 'allow_untrained', 'device', 'backend', 'num_threads',
-                                  'input_width', 'input_height', 'use_camera_info'})
+                                  'input_width', 'input_height', 'use_camera_info',
+                                  'image_transport'})
 # Read once, at start-up.
 STARTUP_PARAMETERS = frozenset({'autostart'})
 # Failures that explain themselves in one line; anything else is logged with its traceback.
@@ -330,7 +332,14 @@ class TrackerNode(LifecycleNode):
         }
         # Depth 1: the newest image wins; the ones it replaced are counted as dropped
         # (publication sequence numbers, see _count_dropped).
-        self._subs = [self.create_subscription(Image, 'image', self._on_image, IMAGE_QOS)]
+        if self._params['image_transport'] == 'compressed':
+            # image_transport's convention: the compressed stream of `image` is
+            # `<image>/compressed`, after remapping (image:=/camera/image_raw ->
+            # /camera/image_raw/compressed), so the base name is resolved first.
+            self._subs = [self.create_subscription(
+                CompressedImage, self._image_topic(), self._on_compressed_image, IMAGE_QOS)]
+        else:
+            self._subs = [self.create_subscription(Image, 'image', self._on_image, IMAGE_QOS)]
         if self._params['use_camera_info']:
             self._subs.append(self.create_subscription(
                 CameraInfo, 'camera_info', self._on_camera_info, qos_profile_sensor_data))
@@ -345,7 +354,7 @@ class TrackerNode(LifecycleNode):
             except Exception as error:  # noqa: BLE001 - see on_configure
                 return self._fail('activate', error)
         self._failure = None
-        self.get_logger().info(f'active: tracking images on {self.resolve_topic_name("image")}')
+        self.get_logger().info(f'active: tracking images on {self._image_topic()}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -382,6 +391,12 @@ class TrackerNode(LifecycleNode):
         self._reset_srv = self._pipeline = None
         self._subs, self._pubs = [], {}
 
+    def _image_topic(self) -> str:
+        """The resolved (namespaced, remapped) topic images arrive on, per image_transport."""
+        base = self.resolve_topic_name('image')
+        return f'{base}/compressed' if self._params.get('image_transport') == 'compressed' \
+            else base
+
     @property
     def _configured(self) -> bool:
         """inactive or active: configure created the publishers, cleanup removes them."""
@@ -410,13 +425,20 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image, info: dict) -> None:
         # `info` (rclpy's MessageInfo) has no default on purpose: rclpy passes it (sequence
         # numbers) only to a callback that cannot be called with the message alone.
+        self._on_frame(msg, info, _decode_raw)
+
+    def _on_compressed_image(self, msg: CompressedImage, info: dict) -> None:
+        self._on_frame(msg, info, _decode_compressed)
+
+    def _on_frame(self, msg, info: dict, decode) -> None:
+        """One frame, raw or compressed: they differ only in `decode` (message -> RGB)."""
         if not self._active:
             return
         started = time.perf_counter()
         self._counters['frames_received'] += 1
         try:
             self._count_dropped(info)
-            if not self._track(msg):
+            if not self._track(msg, decode):
                 return
         except Exception as error:  # noqa: BLE001 - one frame must never end the node
             if not self.context.ok():
@@ -427,7 +449,7 @@ class TrackerNode(LifecycleNode):
         self._processed_times.append(time.monotonic())
         self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
 
-    def _reject(self, msg: Image, error: Exception) -> None:
+    def _reject(self, msg, error: Exception) -> None:
         """Count and log (rate-limited, one call site for all reasons) a frame we cannot track:
         a malformed image, a stamp rclpy cannot represent, a failure anywhere downstream."""
         self._counters['frames_rejected'] += 1
@@ -439,10 +461,10 @@ class TrackerNode(LifecycleNode):
             f'[{self._counters["frames_rejected"]} rejected so far]{trace}',
             throttle_duration_sec=self._params['error_log_period_s'])
 
-    def _track(self, msg: Image) -> bool:
-        """Track one frame and publish the result; False if it was skipped as a duplicate."""
-        rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                           msg.is_bigendian)
+    def _track(self, msg, decode) -> bool:
+        """Track one frame (Image or CompressedImage, turned into RGB by `decode`) and publish
+        the result; False if it was skipped as a duplicate."""
+        rgb = decode(msg)
         stamp = Time.from_msg(msg.header.stamp)     # raises for a negative stamp
         if stamp.nanoseconds and stamp == self._last_stamp:
             # The frame we just processed, again (a resend, a doubled driver message): tracking
@@ -456,7 +478,7 @@ class TrackerNode(LifecycleNode):
             self._counters['resets'] += 1
             self.get_logger().warning('time jumped backwards: memory and tracks reset')
         self._last_stamp = stamp
-        self._image_size = (msg.width, msg.height)
+        self._image_size = (rgb.shape[1], rgb.shape[0])
         result = self._pipeline.process(rgb)
         self._publish(msg, rgb, result)
         return True
@@ -479,11 +501,12 @@ class TrackerNode(LifecycleNode):
         while len(self._last_publication_seq) > MAX_TRACKED_PUBLISHERS:
             self._last_publication_seq.popitem(last=False)
 
-    def _publish(self, msg: Image, rgb: np.ndarray, result) -> None:
+    def _publish(self, msg, rgb: np.ndarray, result) -> None:
         header, p = msg.header, self._params
         self._pubs['tracks'].publish(tracks_to_msg(header, result.tracks))
         self._pubs['belief'].publish(beliefs_to_msg(header, result.beliefs,
-                                                    (msg.width, msg.height), p['belief_topk']))
+                                                    (rgb.shape[1], rgb.shape[0]),
+                                                    p['belief_topk']))
         # Display-only topics are built only for someone who watches them (per-frame cost).
         grid = self._pipeline.grid
         if self._pubs['belief_grid'].get_subscription_count() > 0:
@@ -551,6 +574,15 @@ class TrackerNode(LifecycleNode):
         }
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         return status
+
+
+def _decode_raw(msg: Image) -> np.ndarray:
+    return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                        msg.is_bigendian)
+
+
+def _decode_compressed(msg: CompressedImage) -> np.ndarray:
+    return compressed_to_rgb(msg.format, msg.data)
 
 
 def _set_tracker_config(pipeline: TrackingPipeline, config: TrackerConfig) -> None:

@@ -1,8 +1,8 @@
 """Test helper process: publishes a scripted mix of good and malformed images, forever.
 
-Frame i has stamp sec = 1000 + (i mod 40) and frame_id naming what it is ('good/<encoding>'
-or 'bad/<reason>'), so the subscriber can check which frames the node answered. Every 40
-frames the stamps jump back, like a bag that loops. 'dup/rgb8' repeats the previous frame's
+Frame i has stamp sec = 1000 + (i mod 4 * len(SCRIPT)) and frame_id naming what it is ('good/<encoding>'
+or 'bad/<reason>'), so the subscriber can check which frames the node answered. Every
+4 * len(SCRIPT) frames the stamps jump back, like a bag that loops. 'dup/rgb8' repeats the previous frame's
 stamp (a resend): the node answers it only if it never processed the original (the depth-1
 queue can replace that one).
 Run: python frames_publisher.py WIDTH HEIGHT RATE_HZ
@@ -16,8 +16,8 @@ from sensor_msgs.msg import Image
 
 from ram_tracker.image_conversion import rgb_to_image_fields
 
-SCRIPT = ['good/rgb8', 'dup/rgb8', 'good/bgr8-padded', 'bad/yuv422', 'good/mono8', 'bad/step-too-small',
-          'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated']
+SCRIPT = ['good/rgb8', 'dup/rgb8', 'good/bgr8-padded', 'bad/nv12', 'good/mono8', 'bad/step-too-small',
+          'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated', 'good/yuyv-padded']
 LOOP = 4 * len(SCRIPT)
 
 
@@ -28,7 +28,11 @@ def make(kind: str, index: int, width: int, height: int) -> Image:
     msg.header.stamp.sec = 1000 + (index - kind.startswith('dup')) % LOOP
     msg.header.frame_id = kind
     encoding = kind.split('/')[1].split('-')[0]
-    if kind.startswith(('good', 'dup')):
+    if kind == 'good/yuyv-padded':
+        # A USB camera's YUYV (any bytes are valid 4:2:2), rows padded by 16 bytes.
+        msg.encoding, msg.height, msg.width, msg.step = 'yuyv', height, width, width * 2 + 16
+        msg.data = rng.integers(0, 256, size=msg.step * height, dtype=np.uint8).tobytes()
+    elif kind.startswith(('good', 'dup')):
         fields = rgb_to_image_fields(rgb, encoding)
         data, step = fields['data'], fields['step']
         if kind.endswith('padded'):
@@ -37,9 +41,9 @@ def make(kind: str, index: int, width: int, height: int) -> Image:
             data = np.concatenate([rows, np.zeros((height, 16), np.uint8)], 1).tobytes()
         msg.encoding, msg.height, msg.width, msg.step, msg.data = \
             encoding, height, width, step, data
-    elif kind == 'bad/yuv422':
-        msg.encoding, msg.height, msg.width, msg.step = 'yuv422', height, width, width * 2
-        msg.data = bytes(width * 2 * height)
+    elif kind == 'bad/nv12':        # 4:2:0, not supported: 'unsupported encoding'
+        msg.encoding, msg.height, msg.width, msg.step = 'nv12', height, width, width
+        msg.data = bytes(width * height * 3 // 2)
     elif kind == 'bad/step-too-small':
         msg.encoding, msg.height, msg.width, msg.step = 'rgb8', height, width, width
         msg.data = bytes(width * height)

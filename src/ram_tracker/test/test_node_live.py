@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
                        qos_profile_sensor_data)
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from ram_msgs.msg import BeliefArray, TrackedObjectArray  # noqa: E402
@@ -58,13 +58,14 @@ def _stop(proc):
 SMALL_CPU = {'input_width': 320, 'input_height': 96, 'device': 'cpu', 'num_threads': 1}
 
 
-def _start_node(env, tmp_path):
-    """The installed tracker_node with the installed params, small and on one CPU thread."""
+def _start_node(env, tmp_path, **params):
+    """The installed tracker_node with the installed params, small and on one CPU thread;
+    `params`: more -p overrides."""
     executable = Path(get_package_prefix('ram_tracker')) / 'lib' / 'ram_tracker' / 'tracker_node'
-    params = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
+    params_file = Path(get_package_share_directory('ram_tracker')) / 'config' / 'tracker.yaml'
     assert executable.exists(), f'{executable} missing: run colcon build'
-    overrides = [arg for k, v in SMALL_CPU.items() for arg in ('-p', f'{k}:={v}')]
-    return _start([str(executable), '--ros-args', '--params-file', str(params), *overrides],
+    overrides = [arg for k, v in {**SMALL_CPU, **params}.items() for arg in ('-p', f'{k}:={v}')]
+    return _start([str(executable), '--ros-args', '--params-file', str(params_file), *overrides],
                   env, tmp_path / 'node.log')
 
 
@@ -77,12 +78,25 @@ def _image(sec: int, frame_id: str, width: int = 320, height: int = 96) -> Image
     return msg
 
 
+def _jpeg(sec: int, frame_id: str, width: int = 320, height: int = 96) -> CompressedImage:
+    """A camera-like (smooth) frame as image_transport's compressed plugin sends it."""
+    import cv2
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x + sec) % 256, y * 2 % 256, np.full_like(x, 90)], -1).astype(np.uint8)
+    ok, encoded = cv2.imencode('.jpg', np.ascontiguousarray(rgb[:, :, ::-1]))
+    assert ok
+    msg = CompressedImage(format='rgb8; jpeg compressed bgr8')
+    msg.data = encoded.tobytes()
+    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
+    return msg
+
+
 class _Listener:
     """This test's side of the wire: publishes images, collects tracks and diagnostics."""
 
-    def __init__(self):
+    def __init__(self, image_type=Image, image_topic='image'):
         self.node = rclpy.create_node('test_listener')
-        self.pub = self.node.create_publisher(Image, 'image', qos_profile_sensor_data)
+        self.pub = self.node.create_publisher(image_type, image_topic, qos_profile_sensor_data)
         self.answered: set[int] = set()            # stamps (sec) the node answered on tracks
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_count = 0
@@ -154,7 +168,7 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
                     and int(diagnostics.get('frames_processed', 0)) >= 12
                     and int(diagnostics.get('resets', 0)) >= 1
                     and {'good/rgb8', 'good/bgr8-padded', 'good/mono8', 'good/rgba8',
-                         'good/bgra8'} <= good):
+                         'good/bgra8', 'good/yuyv-padded'} <= good):
                 break
         node_log.flush()
         log_text = (tmp_path / 'node.log').read_text()
@@ -169,7 +183,7 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
         assert int(diagnostics['frames_rejected']) >= 4, diagnostics
         assert int(diagnostics['frames_processed']) >= 12, diagnostics
         assert 'unsupported encoding' in log_text or 'step' in log_text, log_text
-        # Time jumped back at least once (the publisher loops its stamps every 36 frames).
+        # Time jumped back at least once (the publisher loops its stamps every 44 frames).
         assert int(diagnostics['resets']) >= 1, diagnostics
         assert 'time jumped backwards' in log_text
         # Beliefs are published for every processed (good) frame, with the image's stamp.
@@ -275,6 +289,72 @@ def test_image_subscription_is_sensor_data_with_depth_1(ros_env):
         subs = [s for s in node.subscriptions if s.topic_name == '/image']
         assert len(subs) == 1, [s.topic_name for s in node.subscriptions]
         qos = subs[0].qos_profile
+        assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
+        assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
+        assert qos.durability == DurabilityPolicy.VOLATILE
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_compressed_transport_tracks_jpeg_and_survives_a_corrupt_frame(ros_env, tmp_path):
+    """image_transport:=compressed (recorded bags): the node subscribes to image/compressed,
+    answers a JPEG with its header stamp and frame_id on tracks, counts a corrupt buffer as one
+    rejected frame, and answers the next good one."""
+    node_proc, node_log = _start_node(ros_env, tmp_path, image_transport='compressed')
+    rclpy.init()
+    side = _Listener(CompressedImage, 'image/compressed')
+    frame_ids: dict[int, str] = {}
+    side.node.create_subscription(
+        TrackedObjectArray, 'tracks',
+        lambda m: frame_ids.__setitem__(m.header.stamp.sec, m.header.frame_id),
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    log_path = tmp_path / 'node.log'
+    try:
+        assert side.spin_until(lambda: side.pub.get_subscription_count() > 0, node_proc, log_path,
+                               timeout=120), 'no tracker_node subscribed to image/compressed'
+        assert side.spin_until(lambda: 11 in frame_ids, node_proc, log_path, timeout=60,
+                               resend=_jpeg(11, 'good/jpeg')), \
+            f'jpeg never answered: {side.diagnostics}\n{log_path.read_text()}'
+        assert frame_ids[11] == 'good/jpeg'
+        corrupt = _jpeg(12, 'bad/corrupt-jpeg')
+        corrupt.data = bytes(corrupt.data)[:40] + b'\0' * 8      # a truncated jpeg
+        assert side.spin_until(lambda: side.counter('frames_rejected') >= 1, node_proc, log_path,
+                               timeout=60, resend=corrupt), side.diagnostics
+        assert 12 not in side.answered and 12 not in frame_ids
+        assert side.spin_until(lambda: 13 in frame_ids, node_proc, log_path, timeout=60,
+                               resend=_jpeg(13, 'good/after-corrupt')), side.diagnostics
+        assert frame_ids[13] == 'good/after-corrupt'
+        assert side.counter('frames_processed') >= 1
+        node_log.flush()
+        log_text = log_path.read_text()
+        assert 'bad/corrupt-jpeg' in log_text and 'cannot decode compressed image' in log_text
+        assert node_proc.poll() is None
+    finally:
+        side.node.destroy_node()
+        rclpy.try_shutdown()
+        _stop(node_proc)
+        node_log.close()
+
+
+@pytest.mark.parametrize('cli_args, topic', [
+    ([], '/image/compressed'),
+    (['--ros-args', '-r', 'image:=/camera/image_raw'], '/camera/image_raw/compressed'),
+])
+def test_compressed_subscription_follows_image_transport_naming(ros_env, cli_args, topic):
+    """image_transport's convention: the compressed stream of `image` (after remapping) is
+    `<image>/compressed`, same depth-1 sensor QoS, and no raw subscription beside it."""
+    from ram_tracker.tracker_node import TrackerNode
+    rclpy.init()
+    node = None
+    try:
+        node = TrackerNode(cli_args=cli_args, parameter_overrides=[
+            Parameter(k, value=v) for k, v in {**SMALL_CPU, 'image_transport': 'compressed'}.items()])
+        image_subs = [s for s in node.subscriptions if 'image' in s.topic_name]
+        assert [s.topic_name for s in image_subs] == [topic]
+        assert image_subs[0].msg_type is CompressedImage
+        qos = image_subs[0].qos_profile
         assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
         assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
         assert qos.durability == DurabilityPolicy.VOLATILE
