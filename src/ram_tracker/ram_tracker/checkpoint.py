@@ -6,6 +6,7 @@ safetensors never unpickles anything, so a weights file from anywhere is safe to
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -77,3 +78,13 @@ def trained_input_size(info: dict) -> tuple[int, int] | None:
     `input_size`; older files only carry the training config)."""
     size = info.get('input_size') or info.get('config', {}).get('data', {}).get('image_size')
     return (int(size[0]), int(size[1])) if size else None
+
+
+def file_sha256(path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks (weights identity in logs, caches and
+    evaluation fingerprints)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,6 @@ here (and only here).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from ram_tracker.checkpoint import load_weights, trained_input_size
+from ram_tracker.checkpoint import file_sha256, load_weights, trained_input_size
 from ram_tracker.decode import decode_detections
 from ram_tracker.inference.backends import StepBackend, select_backend
 from ram_tracker.inference.torch_backend import TorchBackend
@@ -324,12 +323,6 @@ def describe_weights(info: dict) -> str:
     return ', '.join(p for p in parts if p) or 'trained'
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model_path(path: str) -> Path:

@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ram_tracker.checkpoint import file_sha256
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import State, StepBackend
 
@@ -54,12 +55,6 @@ def timing_cache_name(tensorrt_version: str, gpu_name: str,
     return f'timing_trt{tensorrt_version}_{gpu}_sm{compute_capability[0]}{compute_capability[1]}.cache'
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, data) -> None:

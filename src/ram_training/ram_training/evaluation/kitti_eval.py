@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ram_tracker.checkpoint import file_sha256  # noqa: F401 (also imported from here by run_all)
 from ram_training.data import kitti, rosbag_io
 from ram_training.data.atomic import atomic_write_text
 
@@ -79,12 +80,6 @@ class EvalError(ValueError):
 # inputs
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_state(root: Path = ROOT) -> dict:
