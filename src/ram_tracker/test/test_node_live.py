@@ -45,6 +45,21 @@ def _start(cmd, env, log_path):
                             start_new_session=True), log
 
 
+def _shut_down(node, node_proc, node_log) -> None:
+    """The end of a live test: the test's own node, rclpy, the tracker process, its log."""
+    node.destroy_node()
+    rclpy.try_shutdown()
+    _stop(node_proc)
+    node_log.close()
+
+
+def _assert_newest_frame_qos(qos) -> None:
+    """Sensor-data QoS with depth 1: best effort, keep last 1, volatile."""
+    assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
+    assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos.durability == DurabilityPolicy.VOLATILE
+
+
 def _stop(proc):
     if proc.poll() is None:
         proc.terminate()
@@ -226,10 +241,7 @@ def test_a_frame_that_raises_is_rejected_and_the_node_keeps_tracking(ros_env, tm
         assert 'bad/negative-stamp' in log_path.read_text()
         assert node_proc.poll() is None
     finally:
-        side.node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(side.node, node_proc, node_log)
 
 
 def test_frames_replaced_in_the_depth_1_queue_are_counted_as_dropped(ros_env, tmp_path):
@@ -269,10 +281,7 @@ def test_frames_replaced_in_the_depth_1_queue_are_counted_as_dropped(ros_env, tm
         assert len(burst) + 1 <= received + dropped <= published, (published, side.diagnostics)
         assert node_proc.poll() is None
     finally:
-        side.node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(side.node, node_proc, node_log)
 
 
 def test_image_subscription_is_sensor_data_with_depth_1(ros_env):
@@ -288,10 +297,7 @@ def test_image_subscription_is_sensor_data_with_depth_1(ros_env):
                                                 for k, v in SMALL_CPU.items()])
         subs = [s for s in node.subscriptions if s.topic_name == '/image']
         assert len(subs) == 1, [s.topic_name for s in node.subscriptions]
-        qos = subs[0].qos_profile
-        assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
-        assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
-        assert qos.durability == DurabilityPolicy.VOLATILE
+        _assert_newest_frame_qos(subs[0].qos_profile)
     finally:
         if node is not None:
             node.destroy_node()
@@ -332,10 +338,7 @@ def test_compressed_transport_tracks_jpeg_and_survives_a_corrupt_frame(ros_env, 
         assert 'bad/corrupt-jpeg' in log_text and 'cannot decode compressed image' in log_text
         assert node_proc.poll() is None
     finally:
-        side.node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(side.node, node_proc, node_log)
 
 
 @pytest.mark.parametrize('cli_args, topic', [
@@ -354,10 +357,7 @@ def test_compressed_subscription_follows_image_transport_naming(ros_env, cli_arg
         image_subs = [s for s in node.subscriptions if 'image' in s.topic_name]
         assert [s.topic_name for s in image_subs] == [topic]
         assert image_subs[0].msg_type is CompressedImage
-        qos = image_subs[0].qos_profile
-        assert (qos.history, qos.depth) == (HistoryPolicy.KEEP_LAST, 1)
-        assert qos.reliability == ReliabilityPolicy.BEST_EFFORT
-        assert qos.durability == DurabilityPolicy.VOLATILE
+        _assert_newest_frame_qos(image_subs[0].qos_profile)
     finally:
         if node is not None:
             node.destroy_node()

@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from ram_msgs.msg import TrackedObjectArray  # noqa: E402
 from ram_tracker.checkpoint import save_weights  # noqa: E402
 from ram_tracker.model import ModelConfig, build_model  # noqa: E402
-from test_node_live import SMALL_CPU, _image, _Listener, _start, _stop, ros_env  # noqa: E402,F401
+from test_node_live import SMALL_CPU, _image, _Listener, _shut_down, _start, _stop, ros_env  # noqa: E402,F401
 
 NODE = '/tracker_node'
 EXIT_TIMEOUT_S = 90     # process start (imports) on two busy cores, then the failed configure
@@ -187,10 +187,7 @@ def test_installed_parameters_configure_the_shipped_model_at_its_trained_size(ro
             (0, 0)                                  # left to the weights
         assert node_proc.poll() is None
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(node, node_proc, node_log)
 
 
 # -- a failed configure without autostart: unconfigured, alive, an ERROR diagnostic -------------
@@ -226,10 +223,7 @@ def test_failed_configure_without_autostart_stays_unconfigured_with_an_error_dia
         assert _call(node, GetState, f'{NODE}/get_state',
                      GetState.Request()).current_state.id == State.PRIMARY_STATE_UNCONFIGURED
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(node, node_proc, node_log)
 
 
 # -- parameters as ROS sees them ------------------------------------------------------------------
@@ -274,10 +268,7 @@ def test_parameters_are_described_from_the_schema_and_an_integer_is_taken_as_a_n
         assert scale.floating_point_range[0].to_value == float('inf')
         assert node_proc.poll() is None
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(node, node_proc, node_log)
 
 
 def test_runtime_parameter_changes_are_validated_and_thresholds_apply_at_once(ros_env, tmp_path):
@@ -334,10 +325,7 @@ def test_runtime_parameter_changes_are_validated_and_thresholds_apply_at_once(ro
         assert 'detection_threshold 0.4 -> 0.99' in log_path.read_text()
         assert node_proc.poll() is None
     finally:
-        side.node.destroy_node()
-        rclpy.try_shutdown()
-        _stop(node_proc)
-        node_log.close()
+        _shut_down(side.node, node_proc, node_log)
 
 
 def test_every_schema_parameter_says_what_a_runtime_change_does():
