@@ -41,17 +41,11 @@ def term_weights(cfg) -> dict:
 
 
 def forward_keeping_memory(model, images):
-    """RAMModel.forward, with the stacked memory activations kept as a leaf of the gradient."""
+    """RAMModel.forward, with the stacked memory activations kept for their gradient."""
     B, T = images.shape[:2]
-    features = model._features(images.flatten(0, 1)).unflatten(0, (B, T))
-    memory = model.memory.initial_state(features[:, 0])
-    memories = []
-    for t in range(T):
-        memory = model.memory(features[:, t], memory)
-        memories.append(memory)
-    stacked = torch.stack(memories, 1).flatten(0, 1)
-    out = model._read_memory(stacked)
-    return {k: v.unflatten(0, (B, T)).float() for k, v in out.items()}, stacked
+    memory = model.clip_memory(images)
+    out = model._read_memory(memory)
+    return {k: v.unflatten(0, (B, T)).float() for k, v in out.items()}, memory
 
 
 def gradient_norms(value, places: dict) -> dict:

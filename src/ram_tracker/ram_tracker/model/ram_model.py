@@ -76,6 +76,13 @@ class RAMModel(nn.Module):
     def forward(self, clip: torch.Tensor) -> Dict[str, torch.Tensor]:
         """clip (B, T, 3, H, W) -> {head: (B, T, C, H/4, W/4), "embed": (B, T, D, h, w)}."""
         B, T = clip.shape[:2]
+        out = self._read_memory(self.clip_memory(clip))
+        return {k: v.unflatten(0, (B, T)) for k, v in out.items()}
+
+    def clip_memory(self, clip: torch.Tensor) -> torch.Tensor:
+        """The memory M_t of every frame of clip (B, T, 3, H, W), stacked as (B*T, C, H/4, W/4)
+        (what the heads and the node embedding read; ram-diagnose measures gradients there)."""
+        B, T = clip.shape[:2]
         features = self._features(clip.flatten(0, 1))           # the backbone sees B*T frames at once
         features = features.unflatten(0, (B, T))
         memory = self.memory.initial_state(features[:, 0])
@@ -83,8 +90,7 @@ class RAMModel(nn.Module):
         for t in range(T):                                      # the recurrence is the only loop
             memory = self.memory(features[:, t], memory)
             memories.append(memory)
-        out = self._read_memory(torch.stack(memories, 1).flatten(0, 1))
-        return {k: v.unflatten(0, (B, T)) for k, v in out.items()}
+        return torch.stack(memories, 1).flatten(0, 1)
 
     # --- streaming ------------------------------------------------------------------------------
     def initial_state(self, batch: int, image_h: int, image_w: int, device=None, dtype=torch.float32) -> State:
