@@ -307,10 +307,17 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def frozen_modules(model, cfg: TrainConfig) -> list:
+    """The parts of the model the optimiser leaves as loaded (their BatchNorm statistics too)."""
+    if cfg.optim.freeze_detector:      # only the walk's node embedding learns: detections cannot change
+        return [model.backbone, model.memory, model.heads]
+    return [model.backbone] if cfg.optim.freeze_backbone else []
+
+
 def set_train_mode(model, cfg: TrainConfig) -> None:
     model.train()
-    if cfg.optim.freeze_backbone:      # frozen: BatchNorm statistics stay as loaded too
-        model.backbone.eval()
+    for module in frozen_modules(model, cfg):
+        module.eval()
 
 
 def main(argv=None) -> int:
@@ -371,9 +378,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
         if master:
             print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
                   f"{init_info.get('steps')} steps)", file=sys.stderr)
-    if cfg.optim.freeze_backbone:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+    for module in frozen_modules(model, cfg):
+        module.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                  weight_decay=cfg.optim.weight_decay)

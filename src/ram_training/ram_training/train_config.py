@@ -81,6 +81,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float = 0.0                # max global grad norm; 0 disables
     freeze_backbone: bool = False         # paper's long-clip LA-CATER fine-tuning: train memory + heads only
+    freeze_detector: bool = False         # train the node embedding only: backbone, memory and heads stay
+                                          # as loaded, so the detections are exactly train.init_from's
     accum_steps: int = 1                  # micro-batches per step (per rank)
 
 
@@ -362,6 +364,9 @@ def check_semantics(cfg: TrainConfig) -> None:
     _positive("optim.grad_clip", o.grad_clip, zero_ok=True)
     _positive("optim.warmup_steps", o.warmup_steps, zero_ok=True)
     _positive("optim.accum_steps", o.accum_steps)
+    if o.freeze_detector and (cfg.loss.variant != "ram" or not t.init_from):
+        raise ConfigError("optim.freeze_detector: trains the walk's node embedding on a trained detector, so it "
+                          f"needs loss.variant=ram and train.init_from (got {cfg.loss.variant!r}, {t.init_from!r})")
     if d.batch_size % o.accum_steps:
         raise ConfigError(f"data.batch_size: {d.batch_size} is not divisible by optim.accum_steps = {o.accum_steps}")
     _positive("train.steps", t.steps)

@@ -221,3 +221,28 @@ def test_occlusion_metric_matches_the_toy_reference():
     assert sum(e.count for e in split.by_length.values()) == errors.count
     assert sum(e.walker_sum for e in split.by_length.values()) == pytest.approx(errors.walker_sum)
     assert sum(e.last_seen_sum for e in split.by_length.values()) == pytest.approx(errors.last_seen_sum)
+
+
+def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
+    """optim.freeze_detector: the walk learns on a fixed detector, so every detection head output
+    of the result equals its start's, while the node embedding (what the walker reads) moves."""
+    first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
+    assert train.main(["--config", str(first)]) == 0
+    weights = tmp_path / "runs" / "first" / "model.safetensors"
+    second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
+                          data=dict(val_clips=0, clip_length=8), optim=dict(freeze_detector=True, lr=1e-2))
+    assert train.main(["--config", str(second)]) == 0
+    before, _ = load_weights(weights)
+    after, _ = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
+    clip = torch.rand(1, 3, 3, 64, 64)
+    with torch.no_grad():
+        out_before, out_after = before.eval()(clip), after.eval()(clip)
+    for head in out_before:
+        if head != "embed":
+            assert torch.equal(out_before[head], out_after[head]), head
+    assert not torch.allclose(out_before["embed"], out_after["embed"])
+
+
+def test_frozen_detector_needs_a_walk_and_a_start(tmp_path, world1):
+    path = write_config(tmp_path, world1, "bad", train=dict(steps=1), optim=dict(freeze_detector=True))
+    assert train.main(["--config", str(path)]) == 2
