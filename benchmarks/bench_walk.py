@@ -143,11 +143,11 @@ def case_model(c):
     clip["visibility"][:, 3:5, :2] = 0.0          # some occlusions for the walk
     loss_cfg = LossConfig()
     grid = model.node_grid(H, W)
-    targets = build_targets(clip, cfg.num_classes, grid, loss_cfg)
+    targets = build_targets(clip, cfg.num_classes, grid, loss_cfg, cfg.walk)
     opt = torch.optim.Adam(model.parameters(), lr=1.25e-4)
 
     def step():
-        losses = compute_losses(model(clip["images"]), targets, loss_cfg, grid)
+        losses = compute_losses(model(clip["images"]), targets, loss_cfg, grid, cfg.walk)
         opt.zero_grad()
         losses["total"].backward()
         opt.step()

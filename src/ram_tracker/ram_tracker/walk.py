@@ -162,6 +162,23 @@ def transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1,
     return local_transition(q_prev, q_next, radius, tau)
 
 
+@dataclass(frozen=True)
+class WalkSettings:
+    """How the walker moves: a local window (sec. 3.3; `radius` relative to the node-grid height)
+    or the global walk, and the softmax temperature. The model's config is their one home
+    (ModelConfig.walk): the tracker walks and the training loss walks with the same values."""
+    local: bool = True
+    radius: float = 0.2
+    tau: float = 0.1
+
+    def window(self, grid_height: int) -> Optional[int]:
+        """Window radius in nodes, or None for the global walk."""
+        return window_radius(grid_height, self.radius) if self.local else None
+
+    def transition(self, q_prev: torch.Tensor, q_next: torch.Tensor) -> Transition:
+        return transition(q_prev, q_next, self.tau, self.window(q_prev.shape[-2]))
+
+
 # ----------------------------------------------------------------------------------------------
 # walkers
 

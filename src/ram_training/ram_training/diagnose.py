@@ -73,8 +73,8 @@ def gradient_balance(model, loader, cfg, batches: int) -> None:
         H, W = batch["images"].shape[-2:]
         grid = model.node_grid(H, W)
         outputs, memory = forward_keeping_memory(model, batch["images"])
-        targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss)
-        losses = compute_losses(outputs, targets, cfg.loss, grid)
+        targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss, cfg.model.walk)
+        losses = compute_losses(outputs, targets, cfg.loss, grid, cfg.model.walk)
         places = {"memory": [memory], "gru": list(model.memory.parameters()),
                   "backbone": list(model.backbone.parameters())}
         print(header)

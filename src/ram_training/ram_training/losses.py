@@ -56,9 +56,6 @@ class LossConfig:
     walk_gamma: float = 2.0          # focal exponent of the walk cross entropy
     occlusion_weight: float = 20.0   # per-term weight 20 * (just-ended occlusion length) + 1
     walk_normalisation: str = "frame"  # frame: authors' trainer (weights normalised per frame, / T); global: ablation
-    walk_local: bool = True          # local window (sec. 3.3) or global dense transitions
-    walk_radius: float = 0.2         # window radius relative to the node-grid height
-    walk_tau: float = 0.1
     # label hygiene
     vis_no_label: float = 0.05
     vis_ignore: float = 0.15
@@ -74,10 +71,6 @@ class LossConfig:
     @property
     def uses_walk(self) -> bool:
         return self.variant == "ram"
-
-    def walk_radius_cells(self, grid_height: int):
-        """Window radius in nodes, or None for the global walk."""
-        return walk.window_radius(grid_height, self.walk_radius) if self.walk_local else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,8 +128,9 @@ def smoothing_mask(node: torch.Tensor, radius: torch.Tensor, grid: walk.NodeGrid
 
 
 def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossConfig,
-               grid: walk.NodeGrid) -> Dict[str, torch.Tensor]:
-    """Walk losses from node embeddings embed (B, T, D, gh, gw). Returns {"ram", "overlap"}."""
+               grid: walk.NodeGrid, walk_settings: walk.WalkSettings) -> Dict[str, torch.Tensor]:
+    """Walk losses from node embeddings embed (B, T, D, gh, gw), walking as the model walks
+    (walk_settings = ModelConfig.walk). Returns {"ram", "overlap"}."""
     B, T = embed.shape[:2]
     N = grid.num_nodes
     zero = embed.sum() * 0.0                                              # keeps the graph when empty
@@ -149,7 +143,6 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
     start, valid = targets["walk_start"][:, keep], targets["walk_valid"][:, keep]
     sup, occ, weight = pick(targets["walk_visible"]), pick(targets["walk_occluded"]), pick(targets["walk_weight"])
     M = node.shape[-1]
-    R = cfg.walk_radius_cells(grid.height)
 
     walker = embed.new_zeros(B, M, N)
     per_frame = cfg.walk_normalisation == "frame"
@@ -157,7 +150,7 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
     over_sum, over_count = zero, zero
     for t in range(T):
         if t > 0:
-            A = walk.transition(embed[:, t - 1], embed[:, t], cfg.walk_tau, R)
+            A = walk_settings.transition(embed[:, t - 1], embed[:, t])
             walker = walk.propagate(walker, A)
         starting = (start == t) & valid
         if bool(starting.any()):
@@ -190,8 +183,9 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
 # ----------------------------------------------------------------------------------------------
 
 def compute_losses(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor], cfg: LossConfig,
-                   grid: walk.NodeGrid) -> Dict[str, torch.Tensor]:
-    """outputs: RAMModel.forward() dict; targets: targets.build_targets(); grid: model.node_grid(H, W).
+                   grid: walk.NodeGrid, walk_settings: walk.WalkSettings) -> Dict[str, torch.Tensor]:
+    """outputs: RAMModel.forward() dict; targets: targets.build_targets(); grid: model.node_grid(H, W);
+    walk_settings: ModelConfig.walk.
     Returns every component and "total" (the weighted sum that is back-propagated)."""
     ind = targets["ind"]
     losses = {
@@ -205,7 +199,7 @@ def compute_losses(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Te
     if cfg.uses_walk:
         # the walk multiplies probabilities over many frames: keep it in float32 even under autocast
         with torch.autocast(device_type=outputs["embed"].device.type, enabled=False):
-            losses.update(ram_losses(outputs["embed"].float(), targets, cfg, grid))
+            losses.update(ram_losses(outputs["embed"].float(), targets, cfg, grid, walk_settings))
     else:
         zero = outputs["embed"].sum() * 0.0
         losses.update(ram=zero, overlap=zero)

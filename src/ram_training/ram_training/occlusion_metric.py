@@ -65,11 +65,11 @@ class OcclusionErrors:
 
 @torch.no_grad()
 def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
-                          tau: float = 0.1, radius: int | None = None, vis_seen: float = 0.15,
+                          settings: walk.WalkSettings, vis_seen: float = 0.15,
                           vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None) -> OcclusionErrors:
     """embed: node embeddings (B, T, D, gh, gw) of the clip (RAMModel.forward(...)["embed"]);
     clip: the INTERFACES.md batch (boxes, present, visibility, classes); grid: model.node_grid(H, W);
-    radius: local window radius in nodes (None = global walk)."""
+    settings: the model's walk (ModelConfig.walk)."""
     embed = embed.float()
     B, T = embed.shape[:2]
     H, W = clip["images"].shape[-2:]
@@ -98,7 +98,7 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
         if t > 0:
             missing = seen & ~vis_t
             if bool(missing.any()):
-                A = walk.transition(embed[:, t - 1], embed[:, t], tau, radius)
+                A = settings.transition(embed[:, t - 1], embed[:, t])
                 first = missing & ~walking
                 # the tracker's own rollout and peak (walk.step_walkers, walk.walker_peaks)
                 stepped = walk.step_walkers(walker, first, grid.pixel_to_node(last), A)

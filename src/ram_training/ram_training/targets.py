@@ -22,7 +22,7 @@ from typing import Dict
 
 import torch
 
-from ram_tracker.walk import NodeGrid
+from ram_tracker.walk import NodeGrid, WalkSettings
 
 
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = 0.7) -> torch.Tensor:
@@ -54,9 +54,10 @@ def gaussian_maps(centre_xy: torch.Tensor, radius: torch.Tensor, height: int, wi
 
 
 def build_targets(clip: Dict[str, torch.Tensor], num_classes: int, node_grid: NodeGrid,
-                  cfg, output_stride: int = 4) -> Dict[str, torch.Tensor]:
-    """cfg: a losses.LossConfig (thresholds, variant, walk window). node_grid: model.node_grid(H, W)."""
-    walk_radius = cfg.walk_radius_cells(node_grid.height)                      # None: global walk
+                  cfg, walk_settings: WalkSettings, output_stride: int = 4) -> Dict[str, torch.Tensor]:
+    """cfg: a losses.LossConfig (thresholds, variant). node_grid: model.node_grid(H, W);
+    walk_settings: the model's walk (ModelConfig.walk; its window drops too-fast tracks)."""
+    walk_radius = walk_settings.window(node_grid.height)                       # None: global walk
     boxes, present, vis = clip["boxes"], clip["present"], clip["visibility"]
     classes = clip["classes"]
     B, T, K = present.shape

@@ -279,13 +279,12 @@ def validate(model, loader, cfg: TrainConfig, device: torch.device, autocast) ->
         with autocast():
             outputs = model(batch["images"])
         outputs = {k: v.float() for k, v in outputs.items()}
-        targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss)
-        losses = compute_losses(outputs, targets, cfg.loss, grid)
+        targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss, cfg.model.walk)
+        losses = compute_losses(outputs, targets, cfg.loss, grid, cfg.model.walk)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         batches += 1
-        radius = cfg.loss.walk_radius_cells(grid.height)
-        errors = errors.add(occluded_localisation(outputs["embed"], batch, grid, cfg.loss.walk_tau, radius,
+        errors = errors.add(occluded_localisation(outputs["embed"], batch, grid, cfg.model.walk,
                                                   cfg.loss.vis_ignore, cfg.loss.vis_no_label))
     model.train(was_training)
     result = {"val_loss": sums.get("total", float("nan")) / max(batches, 1),
@@ -459,8 +458,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
                 with autocast():
                     outputs = ddp_model(batch["images"])
                 outputs = {k: v.float() for k, v in outputs.items()}          # losses in fp32
-                targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss)
-                losses = compute_losses(outputs, targets, cfg.loss, grid)
+                targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss, cfg.model.walk)
+                losses = compute_losses(outputs, targets, cfg.loss, grid, cfg.model.walk)
                 scaler.scale(losses["total"] / accum).backward()
             for k in LOSS_TERMS:
                 window[k] += float(losses[k].detach()) / accum

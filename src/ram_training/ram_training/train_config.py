@@ -12,9 +12,9 @@ Missing keys take the dataclass defaults. An unknown key or a value of the wrong
 ConfigError naming the key path ("optim.lr: expected float, got str 'fast'") raised before any
 work starts. Overrides are `section.key=value`, the value parsed with yaml.safe_load.
 
-The walk settings (walk_local, walk_radius, walk_tau) exist in both model and loss: the loss
-trains with them and the tracker walks with the model's copy. Set them in `model`; the loss
-section takes them from there, and a loss value that disagrees is an error.
+The walk settings (walk_local, walk_radius, walk_tau) live in `model` only (ModelConfig.walk):
+the loss trains with them and the tracker walks with them. Configs written before that move
+(old checkpoints) may still carry them in `loss`: equal values are dropped, others are an error.
 """
 from __future__ import annotations
 
@@ -270,13 +270,12 @@ def from_dict(raw: dict, source: str = "config") -> TrainConfig:
     raw_loss = dict(raw.get("loss") or {}) if isinstance(raw.get("loss") or {}, dict) else raw.get("loss")
     model = build_section("model", ModelConfig, raw_model)
     if isinstance(raw_loss, dict):
-        for key in WALK_KEYS:       # the loss walks like the deployed model walks
+        for key in WALK_KEYS:       # older configs repeated the model's walk settings here
             if key in raw_loss:
-                mine = check_value(f"loss.{key}", raw_loss[key], typing.get_type_hints(LossConfig)[key])
+                mine = check_value(f"loss.{key}", raw_loss.pop(key), typing.get_type_hints(ModelConfig)[key])
                 if mine != getattr(model, key):
                     raise ConfigError(f"loss.{key}: {mine!r} disagrees with model.{key} = {getattr(model, key)!r}; "
-                                      f"set model.{key} (the tracker walks with the model's value)")
-            raw_loss[key] = getattr(model, key)
+                                      f"the walk settings live in model (the tracker walks with them)")
         if "variant" in raw_loss and raw_loss["variant"] not in VARIANTS:
             raise ConfigError(f"loss.variant: {raw_loss['variant']!r} is not one of {', '.join(VARIANTS)}")
     cfg = TrainConfig(data=build_section("data", DataConfig, raw.get("data")), model=model,

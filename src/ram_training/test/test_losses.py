@@ -10,6 +10,7 @@ from ram_training.targets import build_targets
 
 H, W = 64, 64                       # stride 4 -> 16x16 maps; unpooled nodes 16x16, stride 4 px
 GRID = walk.NodeGrid(16, 16, 4.0)
+WALK = walk.WalkSettings()         # local window r = 0.2 (R = 3 nodes on this grid), tau 0.1
 
 
 def make_clip(tracks, T, classes=None):
@@ -34,7 +35,7 @@ def box_at(cx, cy, vis=1.0, s=8):
 
 def test_detection_targets_and_label_hygiene():
     clip = make_clip([[box_at(18, 22)], [box_at(48, 40, vis=0.1)], [box_at(40, 10, vis=0.0)]], T=1, classes=[1, 0, 0])
-    tg = build_targets(clip, 2, GRID, LossConfig())
+    tg = build_targets(clip, 2, GRID, LossConfig(), WALK)
     # visible object: peak 1 at its stride-4 centre cell (4, 5), class channel 1, sub-pixel offset
     assert tg["hm"][0, 0, 1, 5, 4] == 1 and tg["hm"][0, 0, 0].max() == 0
     assert tg["ind"][0, 0, 0] == 5 * 16 + 4
@@ -46,10 +47,10 @@ def test_detection_targets_and_label_hygiene():
     # dataset ignore regions (KITTI DontCare): no heatmap loss inside, any class
     clip["ignore_boxes"] = torch.tensor([[[[40.0, 40.0, 60.0, 60.0], [0, 0, 0, 0]]]])
     clip["ignore_valid"] = torch.tensor([[[True, False]]])
-    tg = build_targets(clip, 2, GRID, LossConfig())
+    tg = build_targets(clip, 2, GRID, LossConfig(), WALK)
     assert (tg["hm_weight"][0, 0, :, 12, 12] == 0).all() and (tg["hm_weight"][0, 0, :, 2, 2] == 1).all()
     # supervised-invisible baseline: the hidden object becomes a heavy positive
-    tg = build_targets(clip, 2, GRID, LossConfig(variant="supervised_invisible"))
+    tg = build_targets(clip, 2, GRID, LossConfig(variant="supervised_invisible"), WALK)
     assert tg["hm"][0, 0, 0, 2, 10] == 1 and tg["hm_weight"][0, 0, 0, 2, 10] == 20
     assert tg["reg_mask"][0, 0].tolist() == [True, False, True] and not tg["walk_valid"].any()
 
@@ -58,7 +59,7 @@ def test_walk_labels_occlusion_weights_and_late_start():
     hidden = box_at(30, 30, vis=0.0)
     a = [box_at(20, 30), box_at(24, 30), hidden, hidden, box_at(36, 30)]
     b = [None, None, box_at(50, 50), box_at(50, 46), box_at(50, 42)]            # appears late
-    tg = build_targets(make_clip([a, b], T=5), 1, GRID, LossConfig())
+    tg = build_targets(make_clip([a, b], T=5), 1, GRID, LossConfig(), WALK)
     assert tg["walk_start"][0].tolist() == [0, 2] and tg["walk_valid"][0].tolist() == [True, True]
     assert tg["walk_visible"][0, :, 0].tolist() == [False, True, False, False, True]
     assert tg["walk_occluded"][0, :, 0].tolist() == [False, False, True, True, False]
@@ -75,11 +76,11 @@ def test_ambiguous_starts_and_fast_tracks_are_dropped():
     b = [box_at(24, 20), box_at(24, 20)]                                         # one node from a
     c = [box_at(50, 50), box_at(50, 50)]
     fast = [box_at(8, 56), box_at(56, 56)]                                       # 12 nodes in one frame
-    tg = build_targets(make_clip([a, b, c, fast], T=2), 1, GRID, LossConfig())   # R = int(0.2*16) = 3
+    tg = build_targets(make_clip([a, b, c, fast], T=2), 1, GRID, LossConfig(), WALK)   # R = int(0.2*16) = 3
     assert tg["walk_valid"][0].tolist() == [False, False, True, False]
-    tg = build_targets(make_clip([fast], T=2), 1, GRID, LossConfig(walk_local=False))
+    tg = build_targets(make_clip([fast], T=2), 1, GRID, LossConfig(), walk.WalkSettings(local=False))
     assert tg["walk_valid"][0].tolist() == [True]                                 # global walk reaches anywhere
-    tg = build_targets(make_clip([a, b], T=2), 1, GRID, LossConfig(skip_ambiguous_starts=False))
+    tg = build_targets(make_clip([a, b], T=2), 1, GRID, LossConfig(skip_ambiguous_starts=False), WALK)
     assert tg["walk_valid"][0].tolist() == [True, True]
 
 
@@ -94,15 +95,15 @@ def position_embeddings(T, shift_per_frame=0, D=256):
 def test_ram_loss_rewards_walks_that_follow_the_object():
     hidden = lambda x: box_at(x, 30, vis=0.0)                                     # noqa: E731
     track = [box_at(10, 30), box_at(14, 30), hidden(18), hidden(22), box_at(26, 30)]   # +1 node per frame
-    tg = build_targets(make_clip([track], T=5), 1, GRID, LossConfig())
+    tg = build_targets(make_clip([track], T=5), 1, GRID, LossConfig(), WALK)
     cfg = LossConfig(label_smoothing=False)
-    follow = ram_losses(position_embeddings(5, 1), tg, cfg, GRID)
-    stay = ram_losses(position_embeddings(5, 0), tg, cfg, GRID)
+    follow = ram_losses(position_embeddings(5, 1), tg, cfg, GRID, WALK)
+    stay = ram_losses(position_embeddings(5, 0), tg, cfg, GRID, WALK)
     assert follow["ram"] < 1e-3 < 1.0 < stay["ram"]
     assert follow["overlap"] == 0
     # global walk gives the same numbers when the window covers the grid
-    g = ram_losses(position_embeddings(5, 1), tg, LossConfig(label_smoothing=False, walk_local=False), GRID)
-    big = ram_losses(position_embeddings(5, 1), tg, LossConfig(label_smoothing=False, walk_radius=1.0), GRID)
+    g = ram_losses(position_embeddings(5, 1), tg, cfg, GRID, walk.WalkSettings(local=False))
+    big = ram_losses(position_embeddings(5, 1), tg, cfg, GRID, walk.WalkSettings(radius=1.0))
     assert torch.allclose(g["ram"], big["ram"], atol=1e-6)
 
 
@@ -110,8 +111,8 @@ def test_overlap_penalises_walkers_on_visible_objects():
     hidden = box_at(30, 30, vis=0.0)
     occluded = [box_at(30, 30), hidden, hidden]
     occluder = [box_at(60, 60), box_at(30, 30), box_at(30, 30)]   # sits on the hidden object's node
-    tg = build_targets(make_clip([occluded, occluder], T=3), 1, GRID, LossConfig())
-    out = ram_losses(position_embeddings(3, 0), tg, LossConfig(), GRID)           # walker stays put
+    tg = build_targets(make_clip([occluded, occluder], T=3), 1, GRID, LossConfig(), WALK)
+    out = ram_losses(position_embeddings(3, 0), tg, LossConfig(), GRID, WALK)           # walker stays put
     # all its mass is on the occluder in both hidden frames; per-frame means summed over frames / T
     assert out["overlap"] > 0.99 * 2 / 3
 
@@ -133,7 +134,8 @@ def test_losses_finite_with_empty_frames_and_lost_objects(variant):
     cfg = LossConfig(variant=variant)
     for clip in (make_clip(tracks, T=4), make_clip([[None] * 4], T=4), make_clip([], T=4)):
         out = model(clip["images"])
-        losses = compute_losses(out, build_targets(clip, 1, model.node_grid(H, W), cfg), cfg, model.node_grid(H, W))
+        losses = compute_losses(out, build_targets(clip, 1, model.node_grid(H, W), cfg, model.cfg.walk), cfg,
+                                model.node_grid(H, W), model.cfg.walk)
         assert all(torch.isfinite(v) for v in losses.values()), losses
         losses["total"].backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -148,8 +150,8 @@ def test_ram_gradient_reaches_embedding_head():
     track = [box_at(10, 30), box_at(14, 30), box_at(18, 30, 0.0), box_at(22, 30)]
     clip = make_clip([track], T=4)
     cfg = LossConfig()
-    losses = compute_losses(model(clip["images"]), build_targets(clip, 1, model.node_grid(H, W), cfg), cfg,
-                            model.node_grid(H, W))
+    losses = compute_losses(model(clip["images"]), build_targets(clip, 1, model.node_grid(H, W), cfg, model.cfg.walk),
+                            cfg, model.node_grid(H, W), model.cfg.walk)
     assert losses["ram"] > 0
     (losses["ram"] + losses["overlap"]).backward()
     assert model.embed.conv2.weight.grad.abs().sum() > 0
@@ -165,22 +167,22 @@ def test_walk_loss_is_normalised_within_each_frame():
     hidden = box_at(30, 30, vis=0.0)
     reappears = [box_at(10, 30), box_at(14, 30), hidden, hidden, hidden, box_at(30, 30)]   # weight 61 at t=5
     always = [box_at(10, 50), box_at(14, 50), box_at(18, 50), box_at(22, 50), box_at(26, 50), box_at(30, 50)]
-    tg = build_targets(make_clip([reappears, always], T=6), 1, GRID, LossConfig())
+    tg = build_targets(make_clip([reappears, always], T=6), 1, GRID, LossConfig(), WALK)
     assert tg["walk_weight"][0, 5].tolist() == [61.0, 1.0]
     cfg = LossConfig(label_smoothing=False)
     embed = position_embeddings(6, 0)                                            # walkers stay: every term > 0
-    whole = ram_losses(embed, tg, cfg, GRID)["ram"]
+    whole = ram_losses(embed, tg, cfg, GRID, WALK)["ram"]
     frames = []
     for t in range(6):
         only_t = dict(tg, walk_visible=torch.zeros_like(tg["walk_visible"]))
         only_t["walk_visible"][:, t] = tg["walk_visible"][:, t]
-        frames.append(ram_losses(embed, only_t, cfg, GRID)["ram"])
+        frames.append(ram_losses(embed, only_t, cfg, GRID, WALK)["ram"])
     assert torch.allclose(whole, sum(frames), rtol=1e-5)
     # and its scale does not depend on how long the occlusion was (weights are relative per frame)
-    heavier = ram_losses(embed, dict(tg, walk_weight=tg["walk_weight"] * (1 + 9 * (tg["walk_weight"] > 1))), cfg, GRID)
+    heavier = ram_losses(embed, dict(tg, walk_weight=tg["walk_weight"] * (1 + 9 * (tg["walk_weight"] > 1))), cfg, GRID, WALK)
     assert torch.allclose(heavier["ram"], whole, rtol=0.25)
     # the old single weighted mean is kept as an ablation and is a different number
-    old = ram_losses(embed, tg, LossConfig(label_smoothing=False, walk_normalisation="global"), GRID)["ram"]
+    old = ram_losses(embed, tg, LossConfig(label_smoothing=False, walk_normalisation="global"), GRID, WALK)["ram"]
     assert not torch.allclose(old, whole, rtol=1e-2)
 
 
@@ -188,6 +190,6 @@ def test_visibility_head_learns_the_visible_fraction():
     """Its targets were all ones (only visible objects are labelled), so the head learned nothing.
     It now regresses the visible fraction of each labelled object."""
     clip = make_clip([[box_at(18, 22, vis=1.0)], [box_at(48, 40, vis=0.5)], [box_at(30, 50, vis=0.3)]], T=1)
-    tg = build_targets(clip, 1, GRID, LossConfig())
+    tg = build_targets(clip, 1, GRID, LossConfig(), WALK)
     assert tg["vis_mask"][0, 0].tolist() == [True, True, True]
     assert torch.allclose(tg["vis_target"][0, 0], torch.tensor([1.0, 0.5, 0.3]))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ram_tracker.tracker import Detections, Tracker, TrackerConfig
-from ram_tracker.walk import NodeGrid, local_transition
+from ram_tracker.walk import NodeGrid, WalkSettings, local_transition
 from ram_training.occlusion_metric import occluded_localisation
 
 # a pooled node grid (stride 8, as the default embedding head's), 80x48 input
@@ -36,7 +36,8 @@ def test_metric_and_tracker_locate_the_hidden_object_identically(shifts):
     boxes[0, 1:, 0] = torch.tensor([truth[0] - 5, truth[1] - 6, truth[0] + 5, truth[1] + 6])
     clip = {"images": torch.zeros(1, T, 3, H, W), "boxes": boxes, "present": torch.ones(1, T, 1, dtype=torch.bool),
             "visibility": torch.tensor([[[1.0]] + [[0.0]] * (T - 1)]), "classes": torch.zeros(1, 1, dtype=torch.long)}
-    errors = occluded_localisation(embed, clip, GRID, tau=0.01, radius=3, buckets=tuple(range(1, T)))
+    errors = occluded_localisation(embed, clip, GRID, WalkSettings(radius=3 / GRID.height, tau=0.01),
+                                   buckets=tuple(range(1, T)))
 
     tracker = Tracker(TrackerConfig(max_age=300, walker_min_confidence=0.0, border_margin=0.0), (W, H))
     tracker.update(Detections(centers=start[None], sizes=np.array([[10.0, 12.0]]), scores=np.array([0.9]),

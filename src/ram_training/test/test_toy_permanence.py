@@ -54,7 +54,6 @@ def occlusion_errors(model, clip, cfg):
         embed = model(clip["images"])["embed"]
     model.train()
     grid = model.node_grid(H, W)
-    radius = cfg.walk_radius_cells(grid.height)
     vis = clip["visibility"][:, :, 0]
     centre = (clip["boxes"][:, :, 0, :2] + clip["boxes"][:, :, 0, 2:]) / 2
     walk_err, last_err = [], []
@@ -66,7 +65,7 @@ def occlusion_errors(model, clip, cfg):
                 continue
             if last is None:
                 continue
-            A = walk.transition(embed[b:b + 1, t - 1], embed[b:b + 1, t], cfg.walk_tau, radius)
+            A = model.cfg.walk.transition(embed[b:b + 1, t - 1], embed[b:b + 1, t])
             if walker is None:                                                   # first miss: row of A
                 walker = walk.transition_row(A, grid.pixel_to_node(last).view(1, 1))
             else:
@@ -84,7 +83,7 @@ def test_walker_finds_the_hidden_blob_with_ram_only():
                                     head_channels=16, embed_channels=16, embed_pool="none"))
     cfg = LossConfig(variant="ram", overlap=False)          # one object: nothing to overlap with
     grid = model.node_grid(H, W)
-    assert cfg.walk_radius_cells(grid.height) == 1          # the blob moves exactly one node per frame
+    assert model.cfg.walk.window(grid.height) == 1          # the blob moves exactly one node per frame
     held_out = make_clips(32, torch.Generator().manual_seed(123))
     walk_before, last_seen = occlusion_errors(model, held_out, cfg)
 
@@ -93,9 +92,9 @@ def test_walker_finds_the_hidden_blob_with_ram_only():
     start = time.time()
     for _ in range(STEPS):
         clip = make_clips(8, gen)
-        targets = build_targets(clip, 1, grid, cfg)
+        targets = build_targets(clip, 1, grid, cfg, model.cfg.walk)
         assert not (targets["reg_mask"] & (clip["visibility"] <= cfg.vis_ignore)).any()   # no hidden labels
-        losses = compute_losses(model(clip["images"]), targets, cfg, grid)
+        losses = compute_losses(model(clip["images"]), targets, cfg, grid, model.cfg.walk)
         opt.zero_grad()
         losses["total"].backward()
         opt.step()

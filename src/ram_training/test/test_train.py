@@ -207,14 +207,14 @@ def test_occlusion_metric_matches_the_toy_reference():
     with torch.no_grad():
         embed = model(clip["images"])["embed"]
     grid = model.node_grid(toy.H, toy.W)
-    errors = occluded_localisation(embed, clip, grid, cfg.walk_tau, cfg.walk_radius_cells(grid.height),
+    errors = occluded_localisation(embed, clip, grid, model.cfg.walk,
                                    cfg.vis_ignore, cfg.vis_no_label)
     assert errors.count > 0
     assert errors.walker_px == pytest.approx(ref_walker, rel=1e-5)
     assert errors.last_seen_px == pytest.approx(ref_last, rel=1e-5)
     assert errors.by_length == {} and 0 < errors.confidence <= 1
     # split by how long the walk has run: the buckets partition the same scored frames
-    split = occluded_localisation(embed, clip, grid, cfg.walk_tau, cfg.walk_radius_cells(grid.height),
+    split = occluded_localisation(embed, clip, grid, model.cfg.walk,
                                   cfg.vis_ignore, cfg.vis_no_label, buckets=(1, 3, 10**9))
     assert split.count == errors.count and split.walker_px == pytest.approx(errors.walker_px)
     assert set(split.by_length) <= {1, 3, 10**9} and 1 in split.by_length

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    from ..walk import WalkSettings
 
 
 @dataclass
@@ -41,6 +44,12 @@ class ModelConfig:
     walk_local: bool = True
     walk_radius: float = 0.2          # window radius relative to the node-grid height
     walk_tau: float = 0.1
+
+    @property
+    def walk(self) -> "WalkSettings":
+        """The walk settings as one object (what the tracker and the training loss both use)."""
+        from ..walk import WalkSettings
+        return WalkSettings(local=self.walk_local, radius=self.walk_radius, tau=self.walk_tau)
 
     @property
     def num_classes(self) -> int:

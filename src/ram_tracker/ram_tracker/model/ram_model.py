@@ -53,9 +53,6 @@ class RAMModel(nn.Module):
         # node y covers feature rows [y*s - p, y*s - p + k): its centre is y*s - p + (k-1)/2
         return walk.NodeGrid(gh, gw, float(OUTPUT_STRIDE * s), OUTPUT_STRIDE * (-p + (k - 1) / 2))
 
-    def walk_radius(self, grid_height: int) -> int:
-        return walk.window_radius(grid_height, self.cfg.walk_radius)
-
     # --- shared pieces --------------------------------------------------------------------------
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         H, W = images.shape[-2:]
@@ -69,8 +66,7 @@ class RAMModel(nn.Module):
 
     def transition(self, q_prev: torch.Tensor, q_next: torch.Tensor) -> walk.Transition:
         """A between consecutive node embeddings, local or global per the config."""
-        radius = self.walk_radius(q_prev.shape[-2]) if self.cfg.walk_local else None
-        return walk.transition(q_prev, q_next, self.cfg.walk_tau, radius)
+        return self.cfg.walk.transition(q_prev, q_next)
 
     # --- training -------------------------------------------------------------------------------
     def forward(self, clip: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -356,9 +356,8 @@ def oracle_walk_errors(sequence: kitti.KittiSequence, embeds: list, stream, sour
             'classes': torch.from_numpy(ann.classes)[None]}
     model = stream.model
     grid = stream.grid
-    radius = model.walk_radius(grid.height) if model.cfg.walk_local else None
     embed = torch.stack([e.float() for e in embeds], dim=1)          # (1, T, D, h, w)
-    return occluded_localisation(embed, clip, grid, model.cfg.walk_tau, radius)
+    return occluded_localisation(embed, clip, grid, model.cfg.walk)
 
 
 def owner_of(rows, class_name: str, box_xyxy, iou_threshold: float = 0.5) -> int | None:

@@ -41,16 +41,13 @@ def load_videos(kind: str, root, split: str) -> list:
 def walker_drift(model, videos: list, input_size) -> OcclusionErrors:
     """occluded_localisation over whole videos, split by walk length (BUCKETS)."""
     total = OcclusionErrors()
-    radius = model.walk_radius(model.node_grid(input_size[1], input_size[0]).height) \
-        if model.cfg.walk_local else None
     for video in videos:
         clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
         clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
         with torch.inference_mode():
             embed = model(clip['images'])['embed']
         grid = model.node_grid(*clip['images'].shape[-2:])
-        total = total.add(occluded_localisation(embed, clip, grid, model.cfg.walk_tau, radius,
-                                                buckets=BUCKETS))
+        total = total.add(occluded_localisation(embed, clip, grid, model.cfg.walk, buckets=BUCKETS))
     return total
 
 
