@@ -7,8 +7,8 @@ A lent GPU comes with minutes, not hours, so this script sizes the work to the t
 2. probe: the four runs below side by side for a few steps -> seconds per step under that load;
 3. the four runs with the number of steps that fits the budget, the same N for all four, so each
    RAM model and its no-walk twin get equal budgets:
-     world1_gpu                  config/train_world1_gpu.yaml            (frozen backbone)
-     world1_gpu_nowalk           config/train_world1_gpu_nowalk.yaml     (its twin)
+     world1_gpu                  recipe world1_gpu          (frozen backbone)
+     world1_gpu_nowalk           recipe world1_gpu_nowalk   (its twin)
      world1_gpu_unfrozen         the same with optim.freeze_backbone=false
      world1_gpu_unfrozen_nowalk  its twin
    A run still going at the hard deadline is stopped; its last checkpoint is exported with
@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RAM_INIT = 'models/world1_ram.safetensors'          # = runs/world1_cpu_long/model.safetensors
 NOWALK_INIT = 'models/world1_nowalk.safetensors'    # = runs/world1_cpu_long_nowalk/model.safetensors
 RUNS = {
-    'world1_gpu': ('config/train_world1_gpu.yaml', [f'train.init_from={RAM_INIT}']),
-    'world1_gpu_nowalk': ('config/train_world1_gpu_nowalk.yaml', [f'train.init_from={NOWALK_INIT}']),
-    'world1_gpu_unfrozen': ('config/train_world1_gpu.yaml', [
+    'world1_gpu': ('world1_gpu', [f'train.init_from={RAM_INIT}']),
+    'world1_gpu_nowalk': ('world1_gpu_nowalk', [f'train.init_from={NOWALK_INIT}']),
+    'world1_gpu_unfrozen': ('world1_gpu', [
         f'train.init_from={RAM_INIT}', 'optim.freeze_backbone=false', 'train.name=world1_gpu_unfrozen']),
-    'world1_gpu_unfrozen_nowalk': ('config/train_world1_gpu_nowalk.yaml', [
+    'world1_gpu_unfrozen_nowalk': ('world1_gpu_nowalk', [
         f'train.init_from={NOWALK_INIT}', 'optim.freeze_backbone=false',
         'train.name=world1_gpu_unfrozen_nowalk']),
 }

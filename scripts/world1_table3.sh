@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 INIT=${1:-models/world1_ram.safetensors}
 STEPS=${2:-100}
-BASE="--config config/train_world1_cpu_long.yaml data.sampler=occlusion data.max_stride=4 data.clip_length=32
+BASE="--config world1_cpu_long data.sampler=occlusion data.max_stride=4 data.clip_length=32
  optim.lr=2.5e-4 optim.warmup_steps=10 train.steps=$STEPS train.val_interval=0 train.checkpoint_interval=25
  data.val_clips=16 data.val_clip_length=96 data.val_batch_size=4 train.threads=1 train.init_from=$INIT"
 declare -A ROWS=(

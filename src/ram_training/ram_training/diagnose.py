@@ -1,6 +1,6 @@
 """`ram-diagnose`: what each loss term pulls on, and what the clip sampler feeds the walk.
 
-    python -m ram_training.diagnose --config config/train_world1_cpu_long.yaml [section.key=value ...]
+    python -m ram_training.diagnose --config world1_cpu_long [section.key=value ...]
         [--model models/world1_ram.safetensors] [--batches 3] [--clips 200]
 
 1. Gradient balance. For a few training batches (the config's own loader and sampler), each loss

@@ -299,7 +299,7 @@ def validate(model, loader, cfg: TrainConfig, device: torch.device, autocast) ->
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="ram-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML config (config/train_*.yaml)")
+    parser.add_argument("--config", required=True, help="a recipe name (ram_training/recipes: world1_cpu_long, ...) or a YAML file")
     parser.add_argument("overrides", nargs="*", help="section.key=value (value parsed as YAML)")
     parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/<name>/checkpoint.pt")
     parser.add_argument("--check", action="store_true", help="validate the config, print it and exit")

@@ -1,6 +1,6 @@
 """Training configuration: plain dataclasses loaded from YAML with every key and type checked.
 
-    cfg = load_config("config/train_world1.yaml", ["optim.lr=3e-4", "train.steps=100"])
+    cfg = load_config("ram_training/recipes/world1.yaml", ["optim.lr=3e-4", "train.steps=100"])
 
 A config file has five sections (see docs/TRAINING.md for every field):
     data:  what clips to train and validate on     (DataConfig)
@@ -36,6 +36,7 @@ SCHEDULES = ("constant", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 KITTI_SPLITS = ("full", "train_half", "val_half")
+RECIPES = Path(__file__).resolve().parent / "recipes"      # the shipped training recipes
 WALK_KEYS = ("walk_local", "walk_radius", "walk_tau")
 
 
@@ -286,10 +287,30 @@ def from_dict(raw: dict, source: str = "config") -> TrainConfig:
     return cfg
 
 
-def load_config(path, overrides: List[str] = ()) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
+def recipe_names() -> List[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def config_path(config) -> Path:
+    """A YAML file, or the name of a shipped recipe (ram_training/recipes/<name>.yaml)."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    if path.suffix == ".yaml" or len(path.parts) > 1:
         raise ConfigError(f"{path}: config file not found")
+    recipe = RECIPES / f"{config}.yaml"
+    if recipe.is_file():
+        return recipe
+    raise ConfigError(f"{config}: no such config file and no recipe of that name "
+                      f"(recipes: {', '.join(recipe_names())})")
+
+
+def read_recipe(path: Path, chain: tuple = ()) -> dict:
+    """The raw sections of a YAML config, with its `base:` recipe (a file next to this one, a path
+    relative to it, or a shipped recipe's name; itself possibly based on another) merged under it
+    key by key."""
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: base recipes form a cycle ({' -> '.join(p.name for p in chain)} -> {path.name})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -297,6 +318,29 @@ def load_config(path, overrides: List[str] = ()) -> TrainConfig:
     raw = raw if raw is not None else {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with sections {', '.join(SECTIONS)}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected the name or path of a recipe, got {_describe(base)}")
+    base_path = path.parent / (base if base.endswith(".yaml") else f"{base}.yaml")
+    if not base_path.is_file() and (RECIPES / f"{base}.yaml").is_file():
+        base_path = RECIPES / f"{base}.yaml"                    # a user's recipe based on a shipped one
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base: {base_path} not found")
+    merged = read_recipe(base_path, chain + (path.resolve(),))
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}       # a key given here replaces the base's
+        else:
+            merged[section] = values
+    return merged
+
+
+def load_config(config, overrides: List[str] = ()) -> TrainConfig:
+    """config: a YAML file or a recipe name (`world1_cpu_long`); overrides: `section.key=value`."""
+    path = config_path(config)
+    raw = read_recipe(path)
     for override in overrides:
         apply_override(raw, override)
     cfg = from_dict(raw, str(path))

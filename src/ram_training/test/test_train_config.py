@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from ram_training import train
-from ram_training.train_config import ConfigError, TrainConfig, from_dict, load_config
+from ram_training.train_config import ConfigError, TrainConfig, from_dict, load_config, recipe_names
 
 REPO = Path(__file__).resolve().parents[3]
-CONFIGS = sorted((REPO / "config").glob("train_*.yaml"))
+RECIPES = recipe_names()
 
 
 def write(tmp_path, text: str) -> Path:
@@ -22,26 +22,46 @@ def error_of(raw: dict) -> str:
     return str(info.value)
 
 
-def test_shipped_configs_exist():
-    names = {p.stem for p in CONFIGS}
-    assert {"train_world1", "train_world1_nowalk", "train_world2", "train_kitti"} <= names
+def test_shipped_recipes_exist():
+    assert {"world1", "world1_nowalk", "world2", "kitti", "world1_cpu_long", "world2_cpu_stage3"} <= set(RECIPES)
+    assert not list((REPO / "config").glob("train_*.yaml"))     # recipes live in ram_training, not the node's config/
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_config_is_valid(path):
-    cfg = load_config(path)
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_recipe_is_valid(name):
+    cfg = load_config(name)
     assert isinstance(cfg, TrainConfig)
-    assert cfg.train.name == path.stem[len("train_"):]
+    assert cfg.train.name == name
     w, h = cfg.data.image_size
     assert w % 32 == 0 and h % 32 == 0
     assert cfg.optim.lr > 0 and cfg.train.steps > 0
 
 
-def test_world1_pair_differs_only_in_the_variant():
-    a = load_config(REPO / "config/train_world1.yaml").to_dict()
-    b = load_config(REPO / "config/train_world1_nowalk.yaml").to_dict()
-    diff = {k for k, _, _ in train.config_differences(a, b)}
-    assert diff == {"loss.variant", "train.name"}, diff
+def test_no_walk_twins_differ_only_in_the_variant_and_start():
+    """A twin is its RAM recipe plus `loss.variant: no_walk` (and the twin's own start weights)."""
+    for name in RECIPES:
+        if name.endswith("_nowalk"):
+            a, b = load_config(name[:-len("_nowalk")]).to_dict(), load_config(name).to_dict()
+            diff = {k for k, _, _ in train.config_differences(a, b)}
+            assert diff <= {"loss.variant", "train.name", "train.init_from"} and "loss.variant" in diff, (name, diff)
+
+
+def test_a_recipe_is_its_base_plus_differences(tmp_path):
+    (tmp_path / "parent.yaml").write_text("optim:\n  lr: 1.0e-3\n  warmup_steps: 7\ntrain:\n  steps: 10\n")
+    (tmp_path / "child.yaml").write_text("base: parent\noptim:\n  lr: 2.0e-3\n")
+    cfg = load_config(tmp_path / "child.yaml", ["train.steps=3"])
+    assert (cfg.optim.lr, cfg.optim.warmup_steps, cfg.train.steps, cfg.train.name) == (2e-3, 7, 3, "child")
+    (tmp_path / "loop.yaml").write_text("base: loop\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: nowhere\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml not found"):
+        load_config(tmp_path / "orphan.yaml")
+    (tmp_path / "mine.yaml").write_text("base: world2_cpu\ndata:\n  root: /data/my_kitti\n")   # on a shipped one
+    mine = load_config(tmp_path / "mine.yaml").to_dict()
+    assert mine["data"]["root"] == "/data/my_kitti" and mine["model"] == load_config("world2_cpu").to_dict()["model"]
+    with pytest.raises(ConfigError, match="no recipe of that name .*world1_cpu_long"):
+        load_config("world1_cpu_lnog")
 
 
 def test_defaults_and_types():

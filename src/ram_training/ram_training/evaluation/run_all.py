@@ -89,9 +89,9 @@ TABLE3 = (
 FALLBACK_COMMANDS = {
     'world2_ram.safetensors': [
         'ram-data world2 data/world2_640 --width 640 --height 192',
-        'ram-train --config config/train_world2_cpu.yaml',
-        'ram-train --config config/train_world2_cpu_long.yaml',
-        'ram-train --config config/train_world2_cpu_stage3.yaml   # -> runs/world2_cpu_stage3/model.safetensors'],
+        'ram-train --config world2_cpu',
+        'ram-train --config world2_cpu_long',
+        'ram-train --config world2_cpu_stage3   # -> runs/world2_cpu_stage3/model.safetensors'],
 }
 
 
@@ -408,15 +408,15 @@ def world2_section(summary: dict, out_dir: Path) -> tuple[dict, list]:
 
 
 def world2_recipe(model_path: Path) -> str:
-    """The training config of the World 2 model (config/train_<its run name>.yaml when that
-    file exists), the recipe the Table 3 rows change."""
+    """The training recipe of the World 2 model (the recipe named like its run, when there is
+    one), the recipe the Table 3 rows change."""
     from ram_tracker.checkpoint import load_weights
     try:
         name = load_weights(model_path)[1].get('name')
     except Exception:                       # noqa: BLE001 - only a hint for the report
         name = None
-    config = Path('config') / f'train_{name}.yaml'
-    return str(config) if name and (ROOT / config).is_file() else 'config/train_world2.yaml'
+    from ram_training.train_config import recipe_names
+    return name if name in recipe_names() else 'world2'
 
 
 def ablation_paths(directory: Path) -> dict:
