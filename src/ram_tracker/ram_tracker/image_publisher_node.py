@@ -1,25 +1,58 @@
-"""Publish images as sensor_msgs/Image: a stand-in camera for demos and tests.
+"""Publish images as sensor_msgs/Image with their sensor_msgs/CameraInfo: a stand-in camera.
 
 Sources (parameter `source`): a video file (anything OpenCV reads), a folder of images (sorted
 by name, e.g. a KITTI image_02/0000 folder), or `pattern:WxH`, a built-in scene of shapes that
 move and pass behind an occluder. Published at `rate_hz` with the chosen `encoding`
 (rgb8/bgr8/mono8/rgba8/bgra8), stamped with the node clock, `frame_id` from a parameter.
+Each image's CameraInfo on `camera_info` has the same header and the image's size; the
+calibration comes from `camera_info_url` (camera_calibration's YAML), else it is all zeros
+(uncalibrated, as sensor_msgs/CameraInfo defines). QoS: reliable by default, as REP-2003 asks
+of drivers (best-effort subscribers still receive it); `reliability:=best_effort` otherwise.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 import rclpy
+import yaml
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
 
 from ram_tracker.image_conversion import ImageConversionError, rgb_to_image_fields
 
 _IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.ppm'}
+RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
+               'best_effort': ReliabilityPolicy.BEST_EFFORT}
+# camera_calibration_parsers' YAML: field -> (key, rows, cols).
+_CALIBRATION_MATRICES = {'k': ('camera_matrix', 3, 3), 'r': ('rectification_matrix', 3, 3),
+                         'p': ('projection_matrix', 3, 4)}
+
+
+def load_camera_info(url: str) -> CameraInfo:
+    """The calibration in `url` (file:///path/cam.yaml or a path; the YAML that
+    camera_calibration writes and camera_info_manager reads) as a CameraInfo without header."""
+    path = Path(urlparse(url).path if url.startswith('file://') else url).expanduser()
+    try:
+        calibration = yaml.safe_load(path.read_text())
+        info = CameraInfo(width=int(calibration['image_width']),
+                          height=int(calibration['image_height']),
+                          distortion_model=str(calibration.get('distortion_model', '')))
+        for field, (key, rows, cols) in _CALIBRATION_MATRICES.items():
+            data = [float(v) for v in calibration[key]['data']]
+            if len(data) != rows * cols:
+                raise ValueError(f'{key} has {len(data)} values, not {rows}x{cols}')
+            setattr(info, field, data)
+        info.d = [float(v) for v in calibration.get('distortion_coefficients',
+                                                    {}).get('data', [])]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        detail = f'missing {error}' if isinstance(error, KeyError) else str(error)
+        raise ValueError(f'camera_info_url {url}: {detail}') from None
+    return info
 
 
 def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -66,7 +99,8 @@ class FrameSource:
                              "pattern:WxH")
 
     def next(self) -> np.ndarray | None:
-        """The next RGB frame, or None at the end (without loop)."""
+        """The next RGB frame, or None at the end (without loop). ValueError for an image
+        file that does not decode (the next call goes on with the file after it)."""
         if self._pattern:
             frame = pattern_frame(self._index, *self._pattern)
         elif self._files:
@@ -74,10 +108,12 @@ class FrameSource:
                 if not self.loop:
                     return None
                 self._index = 0
-            bgr = cv2.imread(str(self._files[self._index]), cv2.IMREAD_COLOR)
+            path = self._files[self._index]
+            self._index += 1               # past it even if it does not decode
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ValueError(f'cannot decode image {self._files[self._index]}')
-            frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                raise ValueError(f'cannot decode image {path}')
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         else:
             ok, bgr = self._video.read()
             if not ok:
@@ -102,20 +138,53 @@ class ImagePublisher(Node):
         self.declare_parameter('frame_id', 'camera')
         self.declare_parameter('loop', True)
         self.declare_parameter('max_frames', 0)   # 0: no limit
+        self.declare_parameter('reliability', 'reliable')   # or best_effort
+        self.declare_parameter('depth', 10)
+        self.declare_parameter('camera_info_url', '')       # empty: uncalibrated CameraInfo
         self._source = FrameSource(self.get_parameter('source').value,
                                    self.get_parameter('loop').value)
         self._encoding = self.get_parameter('encoding').value
         rgb_to_image_fields(np.zeros((1, 1, 3), np.uint8), self._encoding)  # fail early
         self._frame_id = self.get_parameter('frame_id').value
         self._max_frames = self.get_parameter('max_frames').value
+        url = self.get_parameter('camera_info_url').value
+        self._calibration = load_camera_info(url) if url else None
+        reliability = self.get_parameter('reliability').value
+        if reliability not in RELIABILITY:
+            raise ValueError(f"reliability '{reliability}': use one of {', '.join(RELIABILITY)}")
+        depth = self.get_parameter('depth').value
+        if depth < 1:
+            raise ValueError(f'depth {depth}: must be at least 1')
+        # image_transport's CameraPublisher convention: the image and its info share one QoS.
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                         reliability=RELIABILITY[reliability])
         self._published = 0
-        self._pub = self.create_publisher(Image, 'image', qos_profile_sensor_data)
+        self._pub = self.create_publisher(Image, 'image', qos)
+        self._info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
         self.create_timer(1.0 / self.get_parameter('rate_hz').value, self._tick)
+
+    def _camera_info(self, image: Image) -> CameraInfo:
+        calibration = self._calibration
+        if calibration and (calibration.width, calibration.height) != (image.width, image.height):
+            self.get_logger().error(
+                f'calibration {self.get_parameter("camera_info_url").value} is for '
+                f'{calibration.width}x{calibration.height} images, this one is '
+                f'{image.width}x{image.height}: publishing it as uncalibrated',
+                throttle_duration_sec=10.0)
+            calibration = None
+        # The calibration message is reused: only its header changes from frame to frame.
+        info = CameraInfo() if calibration is None else calibration
+        info.header, info.width, info.height = image.header, image.width, image.height
+        return info
 
     def _tick(self):
         if self._max_frames and self._published >= self._max_frames:
             raise SystemExit(0)
-        rgb = self._source.next()
+        try:
+            rgb = self._source.next()
+        except ValueError as error:      # one bad file: say so, go on with the next
+            self.get_logger().error(str(error))
+            return
         if rgb is None:
             self.get_logger().info(f'end of source after {self._published} frames')
             raise SystemExit(0)
@@ -126,6 +195,7 @@ class ImagePublisher(Node):
         msg.height, msg.width, msg.step = fields['height'], fields['width'], fields['step']
         msg.encoding, msg.data = fields['encoding'], fields['data']
         self._pub.publish(msg)
+        self._info_pub.publish(self._camera_info(msg))
         self._published += 1
         if self._published % 50 == 0:
             self.get_logger().info(f'published {self._published} frames')
