@@ -4,11 +4,25 @@ The node runs as its installed executable (`install/ram_tracker/lib/ram_tracker/
 with a parameters file and `-p` overrides, in the environment it is given (pass
 `ram_tracker.ros_env.isolated_ros_env()`: loopback discovery, a per-run domain id, the SHM
 profile), its output into a log file.
+
+Children die with their parent: on Linux the kernel sends the node SIGTERM when the process that
+started it ends, however it ends (SIGKILL included; prctl PR_SET_PDEATHSIG), and `tracker_node()`
+stops it on the way out of its block (an exception, Ctrl-C, or SIGTERM after
+`sigterm_exits()`). An orphaned node would keep its CPU, its DDS domain and its shared memory
+until someone found it.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import signal
 import subprocess
+import sys
+import threading
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1          # <linux/prctl.h>
 
 
 def installed_node() -> Path:
@@ -35,7 +49,56 @@ def start_tracker_node(env: dict, log_path: Path, params_file: Path | None = Non
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, 'w') as log:      # the child keeps its own descriptor
-        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_end_with_this_thread())
+
+
+@contextlib.contextmanager
+def tracker_node(env: dict, log_path: Path, **options):
+    """`start_tracker_node(env, log_path, **options)` for the duration of a block; stopped
+    (`stop_node`) however the block ends, KeyboardInterrupt and SystemExit included."""
+    node = start_tracker_node(env, log_path, **options)
+    try:
+        yield node
+    finally:
+        stop_node(node)
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """Within the block SIGTERM ends this process like Ctrl-C does, through its `finally` blocks
+    (children stopped, partial outputs closed), with status 128 + 15 as a shell reports a kill.
+    The previous handler comes back after the block (a CLI's main() also runs inside tests).
+    Only the main thread can set handlers: elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _end_with_this_thread():
+    """A preexec_fn that asks Linux to SIGTERM the child when the thread that forks it ends
+    (the kernel's notion of the parent is the thread: start nodes from a long-lived one, e.g.
+    the main thread); None elsewhere. Looked up here, in the parent: the child between fork and
+    exec only makes the call."""
+    if not sys.platform.startswith('linux'):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    parent = os.getpid()
+
+    def preexec():
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:      # the parent ended before the request was in place
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
 
 
 def stop_node(node: subprocess.Popen, timeout: float = 30.0) -> int | None:

@@ -10,6 +10,11 @@ once, whatever the machine's speed, so results are comparable across machines an
 the offline path on the same frames. A frame still without an answer within `answer_timeout_s` is
 counted as missed and the replay goes on.
 
+Images go out as the node takes them, per its `image_transport` parameter (ReplayConfig's):
+sensor_msgs/Image on `image`, or sensor_msgs/CompressedImage on `image/compressed`. The bag's
+image topic must hold that type; anything else is refused before the node is even looked for,
+naming the bag, the topic and its type (the node would never answer it).
+
 Recorded (rosbag2, raw CDR as received): the node's outputs (tracks, belief, belief_grid,
 markers, and debug_image when asked) plus the input bag's ground-truth tracks and camera info, so
 the output bag alone is enough to score and to look at.
@@ -23,6 +28,11 @@ from pathlib import Path
 
 from ram_training.data import rosbag_io
 
+# What the node subscribes to, per its image_transport parameter: message type, topic suffix.
+NODE_IMAGE_INPUTS = {
+    'raw': ('sensor_msgs/msg/Image', ''),
+    'compressed': ('sensor_msgs/msg/CompressedImage', '/compressed'),
+}
 NODE_OUTPUTS = {
     'tracks': 'ram_msgs/msg/TrackedObjectArray',
     'belief': 'ram_msgs/msg/BeliefArray',
@@ -38,6 +48,7 @@ class ReplayConfig:
     copy_topics: tuple = ('/ground_truth/tracks', '/camera/camera_info')
     node_namespace: str = ''                        # where the node's topics live
     node_image_topic: str = 'image'                 # what the node subscribes to
+    image_transport: str = 'raw'                    # the node's image_transport parameter
     record: tuple = ('tracks', 'belief', 'belief_grid', 'markers')
     answer_timeout_s: float = 30.0                  # per frame, over all resends
     resend_interval_s: float = 1.0                  # resend an unanswered image this often
@@ -69,15 +80,13 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.serialization import deserialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from sensor_msgs.msg import Image
 
     from ram_msgs.msg import TrackedObjectArray
     from ram_training.data.player import message_class
 
-    typestore = rosbag_io.make_typestore()
     in_topics = rosbag_io.topics_of(in_bag)
-    if config.image_topic not in in_topics:
-        raise ValueError(f'{in_bag}: no topic {config.image_topic} (has: {", ".join(in_topics)})')
+    image_type, node_image_topic = _check_image_topic(in_bag, in_topics, config)
+    typestore = rosbag_io.make_typestore()
     out_bag = Path(out_bag)
     plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -117,15 +126,29 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
                 if topic in in_topics:
                     connections[topic] = writer.add_connection(topic, in_topics[topic][0],
                                                                typestore=typestore)
-            image_pub = node.create_publisher(
-                Image, _topic(config.node_namespace, config.node_image_topic), reliable)
+            image_pub = node.create_publisher(message_class(image_type), node_image_topic,
+                                              reliable)
             tracks_topic = _topic(config.node_namespace, 'tracks')
+            other_topics = {transport: _topic(config.node_namespace, config.node_image_topic) + suffix
+                            for transport, (_, suffix) in NODE_IMAGE_INPUTS.items()
+                            if transport != config.image_transport}
             deadline = time.monotonic() + config.discovery_timeout_s
             while image_pub.get_subscription_count() == 0 or \
                     node.count_publishers(tracks_topic) == 0:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
                                        f'after {config.discovery_timeout_s:.0f} s')
+                trackers = {(i.node_namespace, i.node_name)
+                            for i in node.get_publishers_info_by_topic(tracks_topic)}
+                for transport, topic in other_topics.items():
+                    if trackers & {(i.node_namespace, i.node_name)
+                                   for i in node.get_subscriptions_info_by_topic(topic)}:
+                        # the node takes the other transport and would never answer: say so
+                        # now rather than after the timeout
+                        raise ValueError(
+                            f'the tracker node takes images on {topic} (image_transport '
+                            f'{transport!r}), the replay sends {image_type} on '
+                            f'{image_pub.topic_name} (image_transport {config.image_transport!r})')
                 executor.spin_once(timeout_sec=0.05)
             started = time.monotonic()
             first_answer = last_answer = None
@@ -179,6 +202,28 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
             rclpy.try_shutdown(context=context)
             writer.close()
     return result
+
+
+def _check_image_topic(in_bag, in_topics: dict, config: ReplayConfig) -> tuple[str, str]:
+    """(message type, node topic) of the images to replay, checked before anything starts: a
+    type the node does not subscribe to would never be answered (a wait of answer_timeout_s per
+    frame). rosbag_io.BagError naming the bag, the topic and its type otherwise."""
+    if config.image_transport not in NODE_IMAGE_INPUTS:
+        raise ValueError(f'image_transport must be one of {", ".join(NODE_IMAGE_INPUTS)}, '
+                         f'got {config.image_transport!r}')
+    if config.image_topic not in in_topics:
+        raise rosbag_io.BagError(f'{in_bag}: no topic {config.image_topic} '
+                                 f'(has: {", ".join(sorted(in_topics)) or "none"})')
+    wanted, suffix = NODE_IMAGE_INPUTS[config.image_transport]
+    found = in_topics[config.image_topic][0]
+    if found != wanted:
+        hint = ''.join(f'; for {found} run the node with image_transport:={transport} and '
+                       f'replay with image_transport={transport!r}'
+                       for transport, (msgtype, _) in NODE_IMAGE_INPUTS.items() if msgtype == found)
+        raise rosbag_io.BagError(
+            f'{in_bag}: topic {config.image_topic} holds {found}, but the tracker node with '
+            f'image_transport {config.image_transport!r} takes {wanted}{hint}')
+    return wanted, _topic(config.node_namespace, config.node_image_topic) + suffix
 
 
 def _header_stamp(raw: bytes) -> int:

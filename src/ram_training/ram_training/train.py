@@ -1,6 +1,6 @@
 """`ram-train`: train a RAM model. One file, read it top to bottom.
 
-    ram-train --config config/train_world1.yaml [section.key=value ...] [--resume] [--check]
+    ram-train --config world1 [section.key=value ...] [--resume] [--check]
     python -m ram_training.train --config ... (same)
     torchrun --nproc_per_node 4 -m ram_training.train --config ...   (DDP, one process per GPU)
 
@@ -194,8 +194,11 @@ def set_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over `path`: a crash at
-    any point leaves either the previous checkpoint or the new one, never half a file."""
+    any point leaves either the previous checkpoint or the new one, never half a file. The
+    temp files that killed runs left are removed first (one a live process is writing is not)."""
+    from .data.atomic import remove_leftovers_of_dead_runs
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers_of_dead_runs(path.parent, f".{path.name}.tmp")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

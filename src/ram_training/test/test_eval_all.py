@@ -292,3 +292,87 @@ def test_shrink_gif_keeps_every_kth_frame_under_the_limit(tmp_path):
         assert gif.n_frames == len(range(0, 12, info['frame_step']))
         assert gif.info['duration'] == 100 * info['frame_step']
     assert run_all.shrink_gif(path, limit=10 ** 9)['frame_step'] == 1      # small enough: untouched
+
+
+# ---------------------------------------------------------------------------------------
+# processes: the live node never outlives the evaluation that started it
+
+
+def _process_state(pid: int) -> str | None:
+    """/proc/<pid>/stat's state letter (R, S, Z, ...); None when there is no such process."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(')') + 2]          # the command name may hold spaces and ')'
+
+
+def _children_running(parent: int, name: str) -> list[int]:
+    """Live (not zombie) processes whose parent is `parent` and whose command line holds `name`."""
+    found = []
+    for stat_path in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            stat = stat_path.read_text()
+            cmdline = (stat_path.parent / 'cmdline').read_bytes().decode(errors='replace')
+        except OSError:
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()
+        if int(fields[1]) == parent and fields[0] != 'Z' and name in cmdline:
+            found.append(int(stat_path.parent.name))
+    return found
+
+
+@pytest.fixture(scope='module')
+def long_world2(tmp_path_factory) -> Path:
+    """One World 2 sequence of 400 frames at 256x80: the replay is still running when killed."""
+    from ram_training.data import world_street as w2
+    root = tmp_path_factory.mktemp('w2_long')
+    cfg = w2.World2Config(width=256, height=80, min_frames=400, max_frames=400)
+    w2.generate_dataset(root, w2.World2DatasetSpec(config=cfg, num_sequences=1, base_seed=1),
+                        workers=1)
+    return root
+
+
+@pytest.mark.skipif(not HAVE_ROS or not sys.platform.startswith('linux'),
+                    reason='the live node (ROS) and /proc (Linux)')
+@pytest.mark.parametrize('signal_name', ['SIGTERM', 'SIGINT', 'SIGKILL'])
+def test_killed_ram_eval_takes_its_tracker_node_with_it(long_world2, tiny_models, tmp_path,
+                                                         signal_name):
+    """ram-eval killed while it replays into the node: the node ends within seconds (an orphan
+    would keep its domain, CPU and shared memory until someone finds it)."""
+    import signal
+    import time
+
+    from ram_tracker.ros_env import isolated_ros_env
+    out = tmp_path / 'eval'
+    node_log = out / 'ros' / '0000' / 'tracker_node.log'
+    with open(tmp_path / 'ram-eval.log', 'w') as cli_log:
+        cli = subprocess.Popen([sys.executable, '-m', 'ram_training.evaluation.kitti_eval',
+                                '--data', str(long_world2), '--model', str(tiny_models['world2_ram']),
+                                '--out', str(out), '--path', 'ros',
+                                '-p', 'backend=torch', '-p', 'num_threads=1'],
+                               env=isolated_ros_env(), stdout=cli_log, stderr=subprocess.STDOUT)
+    nodes: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and cli.poll() is None and not (
+                node_log.is_file() and 'active: tracking' in node_log.read_text(errors='replace')):
+            time.sleep(0.2)
+        nodes = _children_running(cli.pid, 'tracker_node')
+        assert cli.poll() is None and len(nodes) == 1, (tmp_path / 'ram-eval.log').read_text()
+        cli.send_signal(getattr(signal, signal_name))
+        cli.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _process_state(nodes[0]) not in (None, 'Z'):
+            time.sleep(0.1)
+        assert _process_state(nodes[0]) in (None, 'Z'), \
+            f'tracker_node {nodes[0]} still running after ram-eval got {signal_name}'
+        assert cli.returncode != 0              # a killed run never looks like a finished one
+        assert not (out / 'ros' / '0000' / 'done.json').exists()
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        for pid in nodes:                       # an orphan of a failed run: ours, by its pid
+            if _process_state(pid) not in (None, 'Z'):
+                os.kill(pid, signal.SIGKILL)

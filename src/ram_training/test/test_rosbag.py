@@ -195,3 +195,88 @@ def test_world1_video_to_bag_round_trip(tmp_path):
         assert target[0]["state"] == (rosbag_io.STATE_OCCLUDED if hidden else rosbag_io.STATE_VISIBLE)
     # 30 fps stamps
     assert frames[1].stamp_ns - frames[0].stamp_ns == round(1e9 / 30)
+
+
+# ---------------------------------------------------------------------------------------
+# what killed runs leave, and bags that cannot be read
+
+# A writer of the World 2 bag that stops after 3 frames: "kill" SIGKILLs itself there (what a
+# killed conversion or replay leaves: its staging folder), "hang" says so and waits (a live run).
+WRITER = textwrap.dedent("""
+    import os, signal, sys, time
+    from ram_training.data import rosbag_io
+    kitti_root, bag, how = sys.argv[1:]
+    def stop(frames):
+        for t, frame in enumerate(frames):
+            if t == 3:
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                print("writing", flush=True)
+                time.sleep(120)
+            yield frame
+    rosbag_io.write_frames_bag = (lambda write: lambda path, frames, *rest:
+                                  write(path, stop(frames), *rest))(rosbag_io.write_frames_bag)
+    rosbag_io.kitti_to_bag(kitti_root, "0000", bag)
+""")
+
+
+def _start_writer(kitti_root, bag, how):
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(kitti_root), str(bag), how],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _contents(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_staging_of_a_killed_run_is_removed_and_a_live_runs_is_not(kitti_root, tmp_path):
+    bag = tmp_path / "seq"
+    killed = _start_writer(kitti_root, bag, "kill")
+    assert killed.wait(timeout=120) == -9
+    dead_staging = tmp_path / f".seq.partial{killed.pid}"
+    assert (dead_staging / "seq").is_dir()                    # the half-written bag it left
+    live = _start_writer(kitti_root, bag, "hang")
+    try:
+        assert live.stdout.readline() == "writing\n"
+        live_staging = tmp_path / f".seq.partial{live.pid}"
+        before = _contents(live_staging)
+        assert before
+        rosbag_io.kitti_to_bag(kitti_root, "0000", bag)     # the next run
+        assert not dead_staging.exists()
+        assert _contents(live_staging) == before              # still being written: untouched
+        assert rosbag_io.topics_of(bag)["/camera/image_raw"][1] == NUM_FRAMES
+    finally:
+        live.kill()
+        live.wait()
+
+
+def _damaged(bag: Path, tmp_path: Path, damage: str) -> tuple[Path, str]:
+    """A copy of `bag` with `damage`; (the copy, what the error must name)."""
+    import shutil
+    copy = tmp_path / damage
+    shutil.copytree(bag, copy)
+    storage = next(p for p in copy.iterdir() if p.suffix in (".mcap", ".db3"))
+    if damage == "truncated":           # a recording that stopped mid-write: half the file
+        data = storage.read_bytes()
+        storage.write_bytes(data[:len(data) // 2])
+        return copy, str(storage)
+    (copy / "metadata.yaml").unlink()   # a recorder that was killed never writes it
+    return copy, "metadata.yaml"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no_metadata"])
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_a_damaged_bag_is_named_in_one_line(kitti_root, tmp_path, damage, storage):
+    bag = tmp_path / f"bag_{storage}"
+    rosbag_io.kitti_to_bag(kitti_root, "0000", bag, config=rosbag_io.BagConfig(storage=storage))
+    damaged, named = _damaged(bag, tmp_path, damage)
+    for read in (rosbag_io.topics_of, lambda path: list(rosbag_io.read_bag(path))):
+        with pytest.raises(rosbag_io.BagError) as error:
+            read(damaged)
+        assert str(damaged) in str(error.value) and named in str(error.value)
+    # the CLI: one line on stderr naming the file, no traceback, a non-zero status
+    proc = subprocess.run([sys.executable, "-m", "ram_training.data.cli", "read-bag", str(damaged)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ram-data: error: ") and named in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

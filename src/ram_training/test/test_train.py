@@ -125,6 +125,52 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pt"]      # no temp file left
 
 
+# Saves a checkpoint whose torch.save stops half-way: "kill" SIGKILLs the process there (what a
+# killed run leaves: its .checkpoint.pt.tmp<pid>), "hang" says so and waits (a run still saving).
+HALF_SAVE = """
+import os, signal, sys, time
+from pathlib import Path
+import torch
+from ram_training import train
+path, how = sys.argv[1:]
+def half_save(obj, f, *args, **kwargs):
+    f.write(b"PK\\x03\\x04 half a checkpoint")
+    f.flush()
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    print("saving", flush=True)
+    time.sleep(120)
+torch.save = half_save
+train.save_checkpoint(Path(path), {"step": 1})
+"""
+
+
+def test_a_killed_runs_temp_checkpoint_is_removed_and_a_live_runs_is_not(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "run" / "checkpoint.pt"
+
+    def half_save(how):
+        return subprocess.Popen([sys.executable, "-c", HALF_SAVE, str(path), how],
+                                stdout=subprocess.PIPE, text=True)
+    killed = half_save("kill")
+    assert killed.wait(timeout=120) == -9
+    dead_tmp = path.with_name(f".checkpoint.pt.tmp{killed.pid}")
+    assert dead_tmp.is_file()
+    live = half_save("hang")
+    try:
+        assert live.stdout.readline() == "saving\n"
+        live_tmp = path.with_name(f".checkpoint.pt.tmp{live.pid}")
+        before = live_tmp.read_bytes()
+        train.save_checkpoint(path, {"format": train.CHECKPOINT_FORMAT, "step": 2})   # the next run
+        assert not dead_tmp.exists()
+        assert live_tmp.read_bytes() == before                  # still being written: untouched
+        assert train.load_checkpoint(path)["step"] == 2
+    finally:
+        live.kill()
+        live.wait()
+
+
 class _NotATensor:
     pass
 

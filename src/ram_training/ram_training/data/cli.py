@@ -200,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .rosbag_io import BagError
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BagError as error:           # the message names the bag file and what is wrong
+        print(f"ram-data: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

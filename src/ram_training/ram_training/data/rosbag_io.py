@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from . import kitti
+from .atomic import remove_leftovers_of_dead_runs
 
 RAM_MSGS_PACKAGE = "ram_msgs"
 # KITTI type -> ram_msgs class_id (the tracker's class names)
@@ -200,9 +201,12 @@ def staged_bag_dir(bag_path):
     """Where to write a bag so that `bag_path` only ever holds a complete one: a temporary
     parent holds it under its final name (rosbags names the storage file after the bag
     directory) and it is moved into place when the block completes. After an exception nothing
-    is moved (the partial bag stays in the hidden staging folder)."""
+    is moved (the partial bag stays in the hidden staging folder). The staging folders that
+    killed runs left for this bag are removed first; a live run's is left alone."""
     bag_path = Path(bag_path)
-    staging = bag_path.parent / f".{bag_path.name}.partial{os.getpid()}"
+    prefix = f".{bag_path.name}.partial"
+    remove_leftovers_of_dead_runs(bag_path.parent, prefix)
+    staging = bag_path.parent / f"{prefix}{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -255,19 +259,65 @@ class BagFrame:
     messages: dict = field(default_factory=dict)  # topic -> deserialised message
 
 
-def iterate_raw(bag_path, topics=None):
-    """Yield (topic, msgtype, log time ns, raw CDR bytes) in time order."""
+class BagError(ValueError):
+    """A bag that cannot be read, or does not hold what is asked of it; the message names the
+    file (and the topic) and what is wrong."""
+
+
+def _storage_files(bag: Path) -> str:
+    """The bag's storage files, for messages (rosbags' own errors do not name them)."""
+    files = sorted(str(p) for p in bag.iterdir() if p.suffix in (".mcap", ".db3")) \
+        if bag.is_dir() else []
+    return ", ".join(files) or str(bag)
+
+
+@contextmanager
+def open_bag(bag_path):
+    """An open rosbags Reader of the bag folder `bag_path`. BagError, naming the file, for a bag
+    that is missing, incomplete or truncated (what a recorder that was killed leaves)."""
     from rosbags.rosbag2 import Reader
-    with Reader(Path(bag_path)) as reader:
+    bag = Path(bag_path)
+    if not bag.exists():
+        raise BagError(f"{bag}: no such bag")
+    if bag.is_dir() and not (bag / "metadata.yaml").is_file():
+        raise BagError(f"{bag}: no metadata.yaml, so not a complete rosbag2 bag (storage files: "
+                       f"{_storage_files(bag)}); a recorder that was killed never writes it, and "
+                       "`ros2 bag reindex` rebuilds it from an intact storage file")
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except Exception as error:          # rosbags raises ReaderError, OSError, KeyError, ...
+        raise BagError(f"{_storage_files(bag)}: cannot be read: {str(error).rstrip('.')} "
+                       "(truncated or corrupt: a recording that did not finish?)") from error
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def iterate_raw(bag_path, topics=None):
+    """Yield (topic, msgtype, log time ns, raw CDR bytes) in time order. BagError, naming the
+    file and how far it could be read, for a bag that breaks off."""
+    with open_bag(bag_path) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        for conn, timestamp, raw in reader.messages(connections=conns):
+        messages = reader.messages(connections=conns)
+        count = 0
+        while True:
+            try:
+                conn, timestamp, raw = next(messages)
+            except StopIteration:
+                return
+            except Exception as error:  # a chunk cut off or corrupt (decompression, CDR, sqlite)
+                raise BagError(f"{_storage_files(Path(bag_path))}: unreadable after {count} "
+                               f"messages: {str(error).rstrip('.')} (truncated or corrupt?)"
+                               ) from error
+            count += 1
             yield conn.topic, conn.msgtype, timestamp, bytes(raw)
 
 
 def topics_of(bag_path) -> dict:
     """topic -> (msgtype, message count)."""
-    from rosbags.rosbag2 import Reader
-    with Reader(Path(bag_path)) as reader:
+    with open_bag(bag_path) as reader:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
 
 

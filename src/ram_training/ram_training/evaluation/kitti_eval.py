@@ -302,23 +302,22 @@ def ros_rows(out_bag: Path, num_frames: int, bag_config=rosbag_io.BagConfig()) -
 def run_ros_sequence(seq: str, bag: Path, num_frames: int, out: Path, params_file: Path,
                      env: dict, log=print) -> dict:
     """The installed node on one bag: output bag, result file, timing."""
-    from ram_training.node_process import start_tracker_node, stop_node
+    from ram_training.node_process import stop_node, tracker_node
     from ram_training.replay import ReplayConfig, replay_into_node
     folder = out / 'ros' / seq
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / 'tracker_node.log'
     started = time.perf_counter()
-    node = start_tracker_node(env, log_path, params_file=params_file)
-    try:
-        result = replay_into_node(bag, folder / 'output_bag',
-                                  ReplayConfig(record=('tracks', 'belief')),
-                                  log=lambda message: log(f'[ram-eval] {seq}: {message}'))
-    except Exception as error:
-        stop_node(node)
-        tail = log_path.read_text(errors='replace')[-2000:] if log_path.exists() else ''
-        raise RuntimeError(f'sequence {seq}: replay into the tracker node failed ({error}); '
-                           f'node exit code {node.returncode}, log {log_path}:\n{tail}') from error
-    stop_node(node)
+    with tracker_node(env, log_path, params_file=params_file) as node:   # stopped however this ends
+        try:
+            result = replay_into_node(bag, folder / 'output_bag',
+                                      ReplayConfig(record=('tracks', 'belief')),
+                                      log=lambda message: log(f'[ram-eval] {seq}: {message}'))
+        except Exception as error:
+            stop_node(node)
+            tail = log_path.read_text(errors='replace')[-2000:] if log_path.exists() else ''
+            raise RuntimeError(f'sequence {seq}: replay into the tracker node failed ({error}); '
+                               f'node exit code {node.returncode}, log {log_path}:\n{tail}') from error
     frames = ros_rows(folder / 'output_bag', num_frames)
     from ram_training.evaluation.kitti_results import write_results
     write_results(out / 'results' / ROS_METHOD / f'{seq}.txt', predictions(frames))
@@ -742,10 +741,12 @@ def main(argv=None) -> int:
                         help='occlusion models of the offline path')
     parser.add_argument('--max-frames', type=int, default=None, help='first N frames of each sequence')
     args = parser.parse_args(argv)
+    from ram_training.node_process import sigterm_exits
     try:
-        summary = evaluate_dataset(args.data, args.model, args.out, args.sequences, args.path,
-                                   parse_overrides(args.param), tuple(args.methods),
-                                   params_file=args.params, max_frames=args.max_frames)
+        with sigterm_exits():             # a killed run stops its tracker_node on the way out
+            summary = evaluate_dataset(args.data, args.model, args.out, args.sequences, args.path,
+                                       parse_overrides(args.param), tuple(args.methods),
+                                       params_file=args.params, max_frames=args.max_frames)
     except EvalError as error:
         print(f'ram-eval: error: {error}', file=sys.stderr)
         return 2

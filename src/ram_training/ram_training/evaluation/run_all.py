@@ -729,8 +729,10 @@ def main(argv=None) -> int:
         parser.error('--world1-videos, --world2-sequences and --threads must be >= 1')
     if not args.world1_baseline:
         args.world1_baseline = None
+    from ram_training.node_process import sigterm_exits
     try:
-        results = run(args)
+        with sigterm_exits():             # a killed run stops its tracker_node on the way out
+            results = run(args)
     except RunAllError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
