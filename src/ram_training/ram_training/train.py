@@ -7,6 +7,7 @@
 Outputs in <train.out_dir>/<train.name>/ (only rank 0 writes):
     config.yaml        the resolved config
     metrics.csv        one row per log step (every loss term, lr, throughput) and per validation
+    events.out.tfevents.*  the same scalars for TensorBoard (tensorboard --logdir <train.out_dir>)
     checkpoint.pt      model, optimizer, scaler, step, RNG states, config, git commit (atomic)
     model.safetensors  the final model in the deployable format (ram_tracker.checkpoint)
 
@@ -33,6 +34,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -236,9 +238,11 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list:
 # logging
 
 class MetricsLog:
-    """runs/<name>/metrics.csv, one row per log or validation step, flushed at once."""
+    """runs/<name>/metrics.csv, one row per log or validation step, flushed at once; the same
+    scalars (same names, x axis = step) in TensorBoard event files beside it."""
 
     def __init__(self, path: Path, resume_step: int | None):
+        from torch.utils.tensorboard import SummaryWriter
         self.path = path
         rows = []
         if resume_step is not None and path.exists():      # drop what a killed run logged after its checkpoint
@@ -252,13 +256,75 @@ class MetricsLog:
         os.replace(tmp, path)
         self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, CSV_COLUMNS, extrasaction="ignore")
+        # purge_step: TensorBoard hides what a killed run logged after its checkpoint (as the CSV drops it)
+        self.tensorboard = SummaryWriter(str(path.parent), purge_step=None if resume_step is None else resume_step + 1)
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self.file.flush()
+        for name, value in row.items():
+            if name != "step":
+                self.tensorboard.add_scalar(name, value, row["step"])
+        self.tensorboard.flush()
 
     def close(self) -> None:
         self.file.close()
+        self.tensorboard.close()
+
+
+class LogWindow:
+    """This rank's loss terms summed over the steps since the last log step, and the training
+    time they took (validation excluded)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = {k: 0.0 for k in LOSS_TERMS}
+        self.steps, self.start = 0, time.time()
+
+    def add(self, micro_losses: list) -> None:
+        """One step: its micro-batches' loss terms (the step's loss is their mean)."""
+        for losses in micro_losses:
+            for k in LOSS_TERMS:
+                self.sums[k] += losses[k] / len(micro_losses)
+        self.steps += 1
+
+    def means(self) -> dict:
+        return {k: v / self.steps for k, v in self.sums.items()}
+
+
+class Console:
+    """What rank 0 prints on stderr: one line per log step and per validation (people and CI
+    read these); on a terminal (and train.progress) also a tqdm bar that moves every step."""
+
+    def __init__(self, cfg: TrainConfig, start_step: int, master: bool):
+        self.master, self.start, self.start_step, self.steps = master, time.time(), start_step, cfg.train.steps
+        self.bar = None
+        if master and cfg.train.progress and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=cfg.train.steps, initial=start_step, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def line(self, text: str) -> None:
+        if not self.master:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)          # above the bar, which redraws below
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def stepped(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            self.bar.update(1)
+
+    def eta(self, step: int) -> str:
+        return format_eta((time.time() - self.start) / (step - self.start_step) * (self.steps - step))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def format_eta(seconds: float) -> str:
@@ -335,21 +401,107 @@ def main(argv=None) -> int:
     return train(cfg, resume=args.resume)
 
 
+class StartError(Exception):
+    """A run that cannot start (bad config for this machine, a clash with an existing run):
+    train() prints it and returns 2."""
+
+
+@dataclass
+class Processes:
+    """This process's place in the run: torchrun's environment (one process without it)."""
+    world: int
+    rank: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Trainee:
+    """The model being trained, its DDP wrapper (the model itself in one process), the
+    parameters the optimiser moves, the optimiser and the AMP settings."""
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module
+    params: list
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None            # None: no autocast
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+
+
+@dataclass
+class Run:
+    """One training run: what the steps below read, and what they advance (step, last_val)."""
+    cfg: TrainConfig
+    procs: Processes
+    trainee: Trainee
+    run_dir: Path
+    commit: str
+    step: int = 0
+    last_val: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> int:
-    # --- processes and device -----------------------------------------------------------------
+    """The run, step by step (the functions below, in this order). 0 when done, 2 when it
+    cannot start (said on stderr)."""
+    try:
+        procs = setup_processes(cfg)
+        trainee = build_model_and_optimizer(cfg, procs, resume)
+        run = Run(cfg, procs, trainee, Path(cfg.train.out_dir) / cfg.train.name, git_commit())
+        if resume:
+            resume_from_checkpoint(run)
+        elif procs.master and run.checkpoint_path.exists():
+            raise StartError(f"{run.checkpoint_path} exists: pass --resume to continue it or set train.name")
+    except StartError as error:
+        print(f"ram-train: {error}", file=sys.stderr)
+        return 2
+    if run.step >= cfg.train.steps and procs.master:
+        print(f"ram-train: already at step {run.step} of {cfg.train.steps}; raise train.steps to train on",
+              file=sys.stderr)
+    if procs.world > 1:
+        trainee.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            trainee.model, device_ids=[procs.local_rank] if procs.device.type == "cuda" else None)
+    set_train_mode(trainee.model, cfg)
+    train_loader, val_loader = make_loaders(cfg, run.step, procs.rank, procs.world)
+    log = open_outputs(run, resume) if procs.master else None
+    console = Console(cfg, run.step, procs.master)
+    try:
+        train_loop(run, train_loader, val_loader, log, console)
+    finally:
+        console.close()
+        if log is not None:
+            log.close()
+    if procs.master and run.step == cfg.train.steps:
+        export_model(run, seconds=time.time() - console.start)
+    if procs.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+# --- the steps of train(), in order -----------------------------------------------------------
+
+def setup_processes(cfg: TrainConfig) -> Processes:
+    """Rank and device from torchrun's environment; the process group and CPU threads."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     if cfg.train.device == "cuda" and not torch.cuda.is_available():
-        print("ram-train: train.device is cuda but CUDA is not available", file=sys.stderr)
-        return 2
+        raise StartError("train.device is cuda but CUDA is not available")
     device = torch.device(f"cuda:{local_rank}" if want_cuda else "cpu")
-    micro_batches = world * cfg.optim.accum_steps
-    if cfg.data.batch_size % micro_batches:
-        print(f"ram-train: data.batch_size {cfg.data.batch_size} must be divisible by world size {world} x "
-              f"optim.accum_steps {cfg.optim.accum_steps}", file=sys.stderr)
-        return 2
+    if cfg.data.batch_size % (world * cfg.optim.accum_steps):
+        raise StartError(f"data.batch_size {cfg.data.batch_size} must be divisible by world size {world} x "
+                         f"optim.accum_steps {cfg.optim.accum_steps}")
     if world > 1:
         if want_cuda:
             torch.cuda.set_device(device)
@@ -359,176 +511,183 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
     elif world > 1 and not want_cuda:      # share the cores between the local processes
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    master = rank == 0
-    run_dir = Path(cfg.train.out_dir) / cfg.train.name
-    ckpt_path = run_dir / "checkpoint.pt"
+    return Processes(world, rank, local_rank, device)
 
-    # --- model and optimiser ------------------------------------------------------------------
+
+def build_model_and_optimizer(cfg: TrainConfig, procs: Processes, resume: bool) -> Trainee:
+    """The seeded model (or train.init_from's weights), its frozen parts, Adam and the AMP scaler."""
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model).to(procs.device)
     if cfg.train.init_from and not resume:
-        # fine-tuning (the paper's long-clip stage, PD -> KITTI): weights only, fresh optimiser
-        from ram_tracker.checkpoint import load_weights
-        init, init_info = load_weights(cfg.train.init_from)
-        differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
-                  if k not in WALK_ONLY_MODEL_KEYS]
-        if differ:
-            diff = ", ".join(differ)
-            print(f"ram-train: train.init_from {cfg.train.init_from}: its model config differs in {diff}", file=sys.stderr)
-            return 2
-        model.load_state_dict(init.state_dict())
-        if master:
-            print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
-                  f"{init_info.get('steps')} steps)", file=sys.stderr)
+        load_initial_weights(model, cfg, procs.master)
     for module in frozen_modules(model, cfg):
         module.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                  weight_decay=cfg.optim.weight_decay)
-    use_amp = cfg.train.amp and device.type == "cuda"
+    use_amp = cfg.train.amp and procs.device.type == "cuda"
     amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    return Trainee(model, model, params, optimizer, scaler, amp_dtype if use_amp else None)
 
-    def autocast():
-        return torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
 
-    # --- resume -------------------------------------------------------------------------------
-    step, commit, last_val = 0, git_commit(), {}
-    if resume:
-        if not ckpt_path.exists():
-            print(f"ram-train: --resume but no checkpoint at {ckpt_path}", file=sys.stderr)
-            return 2
-        state = load_checkpoint(ckpt_path)
-        changed = [d for d in config_differences(state["config"], cfg.to_dict()) if d[0] not in RESUME_MAY_CHANGE]
-        if changed:
-            lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, a, b in changed)
-            print(f"ram-train: the config differs from the checkpoint's in keys that change the run:\n{lines}\n"
-                  f"(only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on --resume)", file=sys.stderr)
-            return 2
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"])
-        step, last_val = int(state["step"]), dict(state.get("val") or {})
-        if master:
-            print(f"ram-train: resumed {ckpt_path} at step {step} (commit {state.get('commit')})", file=sys.stderr)
-    elif master and ckpt_path.exists():
-        print(f"ram-train: {ckpt_path} exists: pass --resume to continue it or set train.name", file=sys.stderr)
-        return 2
-    if step >= cfg.train.steps and master:
-        print(f"ram-train: already at step {step} of {cfg.train.steps}; raise train.steps to train on", file=sys.stderr)
-
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if want_cuda else None)
-    set_train_mode(model, cfg)
-
-    # --- data and outputs ---------------------------------------------------------------------
-    train_loader, val_loader = make_loaders(cfg, step, rank, world)
-    log = None
+def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
+    """Fine-tuning (the paper's long-clip stage, PD -> KITTI): weights only, fresh optimiser."""
+    from ram_tracker.checkpoint import load_weights
+    init, init_info = load_weights(cfg.train.init_from)
+    differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
+              if k not in WALK_ONLY_MODEL_KEYS]
+    if differ:
+        raise StartError(f"train.init_from {cfg.train.init_from}: its model config differs in {', '.join(differ)}")
+    model.load_state_dict(init.state_dict())
     if master:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-        log = MetricsLog(run_dir / "metrics.csv", step if resume else None)
-        n_train = sum(p.numel() for p in params)
-        print(f"ram-train: {cfg.train.name}: {cfg.loss.variant}, {cfg.data.kind} {cfg.data.image_size[0]}x"
-              f"{cfg.data.image_size[1]} x {cfg.data.clip_length} frames, batch {cfg.data.batch_size} on {world} x "
-              f"{device.type}, {n_train / 1e6:.2f} M trainable parameters, commit {commit}", file=sys.stderr)
+        print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
+              f"{init_info.get('steps')} steps)", file=sys.stderr)
 
-    def checkpoint_state() -> dict:
-        return {"format": CHECKPOINT_FORMAT, "step": step, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "schedule": {"kind": cfg.optim.schedule, "lr": lr_at(max(step - 1, 0), cfg)},
-                "rng": rng_states(), "config": cfg.to_dict(), "commit": commit, "val": last_val}
 
-    # --- the loop -----------------------------------------------------------------------------
+def resume_from_checkpoint(run: Run) -> None:
+    """Model, optimiser, scaler, RNG states, step and last validation of the run's checkpoint,
+    if its config describes the same run (RESUME_MAY_CHANGE may differ)."""
+    path, trainee = run.checkpoint_path, run.trainee
+    if not path.exists():
+        raise StartError(f"--resume but no checkpoint at {path}")
+    state = load_checkpoint(path)
+    changed = [d for d in config_differences(state["config"], run.cfg.to_dict()) if d[0] not in RESUME_MAY_CHANGE]
+    if changed:
+        lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, a, b in changed)
+        raise StartError(f"the config differs from the checkpoint's in keys that change the run:\n{lines}\n"
+                         f"(only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on --resume)")
+    trainee.model.load_state_dict(state["model"])
+    trainee.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        trainee.scaler.load_state_dict(state["scaler"])
+    set_rng_states(state["rng"])
+    run.step, run.last_val = int(state["step"]), dict(state.get("val") or {})
+    if run.procs.master:
+        print(f"ram-train: resumed {path} at step {run.step} (commit {state.get('commit')})", file=sys.stderr)
+
+
+def open_outputs(run: Run, resume: bool) -> MetricsLog:
+    """Rank 0: the run folder, its config.yaml and metrics log; the run's summary line."""
+    cfg = run.cfg
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    log = MetricsLog(run.run_dir / "metrics.csv", run.step if resume else None)
+    n_train = sum(p.numel() for p in run.trainee.params)
+    print(f"ram-train: {cfg.train.name}: {cfg.loss.variant}, {cfg.data.kind} {cfg.data.image_size[0]}x"
+          f"{cfg.data.image_size[1]} x {cfg.data.clip_length} frames, batch {cfg.data.batch_size} on "
+          f"{run.procs.world} x {run.procs.device.type}, {n_train / 1e6:.2f} M trainable parameters, "
+          f"commit {run.commit}", file=sys.stderr)
+    return log
+
+
+def train_loop(run: Run, train_loader, val_loader, log: MetricsLog | None, console: Console) -> None:
+    """Steps until train.steps: each step trains, then logs, validates and checkpoints when due.
+    Only rank 0 logs, validates and saves; with DDP the others wait for it at a barrier."""
+    cfg, procs = run.cfg, run.procs
     batches = iter(train_loader)
-    accum = cfg.optim.accum_steps
-    window = {k: 0.0 for k in LOSS_TERMS}
-    window_steps, window_start, run_start, start_step = 0, time.time(), time.time(), step
-    tty = master and cfg.train.progress and sys.stderr.isatty()
-    while step < cfg.train.steps:
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for micro in range(accum):
-            batch = to_device(next(batches), device)
-            H, W = batch["images"].shape[-2:]
-            grid = model.node_grid(H, W)
-            sync = micro == accum - 1 or world == 1
-            with (contextlib.nullcontext() if sync else ddp_model.no_sync()):
-                with autocast():
-                    outputs = ddp_model(batch["images"])
-                outputs = {k: v.float() for k, v in outputs.items()}          # losses in fp32
-                targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss, cfg.model.walk)
-                losses = compute_losses(outputs, targets, cfg.loss, grid, cfg.model.walk)
-                scaler.scale(losses["total"] / accum).backward()
-            for k in LOSS_TERMS:
-                window[k] += float(losses[k].detach()) / accum
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_steps += 1
-        last = step == cfg.train.steps
+    window = LogWindow()
+    while run.step < cfg.train.steps:
+        lr = lr_at(run.step, cfg)
+        micro_losses, grad_norm = train_step(run.trainee, batches, lr, cfg, procs)
+        run.step += 1
+        window.add(micro_losses)
+        console.stepped(micro_losses[-1]["total"])
+        last = run.step == cfg.train.steps
         row = {}
-
-        if step % cfg.train.log_interval == 0 or last:
-            means = {k: v / window_steps for k, v in window.items()}
-            if world > 1:                                # mean over ranks (the logged loss is the step's loss)
-                t = torch.tensor([means[k] for k in LOSS_TERMS], device=device)
-                dist.all_reduce(t)
-                means = {k: float(v) / world for k, v in zip(LOSS_TERMS, t)}
-            seconds = time.time() - window_start
-            clips_per_s = window_steps * cfg.data.batch_size / max(seconds, 1e-9)
-            row.update(step=step, lr=lr, grad_norm=float(grad_norm), clips_per_s=clips_per_s,
-                       frames_per_s=clips_per_s * cfg.data.clip_length, s_per_step=seconds / window_steps, **means)
-            if master:
-                eta = (time.time() - run_start) / (step - start_step) * (cfg.train.steps - step)
-                terms = " ".join(f"{k} {means[k]:.3f}" for k in LOSS_TERMS[1:])
-                print(f"{chr(13) if tty else ''}step {step}/{cfg.train.steps} | loss {means['total']:.4f} ({terms}) | "
-                      f"lr {lr:.3g} | {clips_per_s:.2f} clips/s {row['frames_per_s']:.1f} frames/s | eta {format_eta(eta)}",
-                      file=sys.stderr, flush=True)
-            window = {k: 0.0 for k in LOSS_TERMS}
-            window_steps, window_start = 0, time.time()
-        elif tty:
-            print(f"\rstep {step}/{cfg.train.steps} | loss {float(losses['total']):.4f}", end="", file=sys.stderr, flush=True)
-
-        val_step = cfg.data.val_clips > 0 and ((cfg.train.val_interval and step % cfg.train.val_interval == 0) or last)
-        do_val = val_step and val_loader is not None
-        do_checkpoint = (cfg.train.checkpoint_interval and step % cfg.train.checkpoint_interval == 0) or last
-        if do_val:                                       # rank 0 only (val_loader is None elsewhere)
-            val_start = time.time()
-            last_val = validate(model, val_loader, cfg, device, autocast)
-            row.update(step=step, **last_val)
-            print(f"validation at step {step}: loss {last_val['val_loss']:.4f}, occluded localisation: walker "
-                  f"{last_val['val_occl_walker_px']:.2f} px vs last seen {last_val['val_occl_last_seen_px']:.2f} px "
-                  f"over {int(last_val['val_occl_frames'])} hidden frames ({time.time() - val_start:.1f} s)",
-                  file=sys.stderr, flush=True)
-            window_start += time.time() - val_start      # throughput counts training only
-        if master and row:
+        if run.step % cfg.train.log_interval == 0 or last:
+            row.update(log_losses(run, window, lr, grad_norm, console))
+        val_due = cfg.data.val_clips > 0 and ((cfg.train.val_interval and run.step % cfg.train.val_interval == 0)
+                                              or last)
+        if val_due and val_loader is not None:             # rank 0 only (val_loader is None elsewhere)
+            row.update(validate_now(run, val_loader, window, console))
+        if log is not None and row:
             log.write(row)
-        if master and do_checkpoint:
-            save_checkpoint(ckpt_path, checkpoint_state())
-        if world > 1 and (val_step or do_checkpoint):
+        save_due = (cfg.train.checkpoint_interval and run.step % cfg.train.checkpoint_interval == 0) or last
+        if procs.master and save_due:
+            save_checkpoint(run.checkpoint_path, checkpoint_state(run))
+        if procs.world > 1 and (val_due or save_due):
             dist.barrier()                               # rank 0 validated / saved: the others wait for it
 
-    # --- export -------------------------------------------------------------------------------
-    if master:
-        if log is not None:
-            log.close()
-        if step == cfg.train.steps:
-            info = {"name": cfg.train.name, "steps": step, "input_size": list(cfg.data.image_size),
-                    "config": cfg.to_dict(), "commit": commit, "val": last_val}
-            path = save_weights(run_dir / "model.safetensors", model, info)
-            print(f"ram-train: wrote {path} after {step} steps ({format_eta(time.time() - run_start)})", file=sys.stderr)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return 0
+
+def train_step(trainee: Trainee, batches, lr: float, cfg: TrainConfig, procs: Processes):
+    """One optimiser step over this rank's accum_steps micro-batches. Returns each micro-batch's
+    loss terms (floats) and the gradient norm before clipping."""
+    accum = cfg.optim.accum_steps
+    for group in trainee.optimizer.param_groups:
+        group["lr"] = lr
+    micro_losses = []
+    for micro in range(accum):
+        batch = to_device(next(batches), procs.device)
+        H, W = batch["images"].shape[-2:]
+        grid = trainee.model.node_grid(H, W)
+        sync = micro == accum - 1 or procs.world == 1    # DDP averages the gradients once, at the last
+        with (contextlib.nullcontext() if sync else trainee.ddp_model.no_sync()):
+            with trainee.autocast():
+                outputs = trainee.ddp_model(batch["images"])
+            outputs = {k: v.float() for k, v in outputs.items()}          # losses in fp32
+            targets = build_targets(batch, cfg.model.num_classes, grid, cfg.loss, cfg.model.walk)
+            losses = compute_losses(outputs, targets, cfg.loss, grid, cfg.model.walk)
+            trainee.scaler.scale(losses["total"] / accum).backward()
+        micro_losses.append({k: float(losses[k].detach()) for k in LOSS_TERMS})
+    trainee.scaler.unscale_(trainee.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainee.params,
+                                               cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+    trainee.scaler.step(trainee.optimizer)
+    trainee.scaler.update()
+    trainee.optimizer.zero_grad(set_to_none=True)
+    return micro_losses, grad_norm
+
+
+def log_losses(run: Run, window: LogWindow, lr: float, grad_norm, console: Console) -> dict:
+    """The metrics row of a log step (the window's mean loss terms over all ranks, throughput);
+    rank 0 prints it as one line."""
+    cfg, world = run.cfg, run.procs.world
+    means = window.means()
+    if world > 1:                                # mean over ranks (the logged loss is the step's loss)
+        t = torch.tensor([means[k] for k in LOSS_TERMS], device=run.procs.device)
+        dist.all_reduce(t)
+        means = {k: float(v) / world for k, v in zip(LOSS_TERMS, t)}
+    seconds = time.time() - window.start
+    clips_per_s = window.steps * cfg.data.batch_size / max(seconds, 1e-9)
+    row = dict(step=run.step, lr=lr, grad_norm=float(grad_norm), clips_per_s=clips_per_s,
+               frames_per_s=clips_per_s * cfg.data.clip_length, s_per_step=seconds / window.steps, **means)
+    terms = " ".join(f"{k} {means[k]:.3f}" for k in LOSS_TERMS[1:])
+    console.line(f"step {run.step}/{cfg.train.steps} | loss {means['total']:.4f} ({terms}) | lr {lr:.3g} | "
+                 f"{clips_per_s:.2f} clips/s {row['frames_per_s']:.1f} frames/s | eta {console.eta(run.step)}")
+    window.reset()
+    return row
+
+
+def validate_now(run: Run, val_loader, window: LogWindow, console: Console) -> dict:
+    """Validation (rank 0): the row's val_* columns and one console line; its time does not
+    count as training time in the throughput."""
+    val_start = time.time()
+    run.last_val = validate(run.trainee.model, val_loader, run.cfg, run.procs.device, run.trainee.autocast)
+    v = run.last_val
+    console.line(f"validation at step {run.step}: loss {v['val_loss']:.4f}, occluded localisation: walker "
+                 f"{v['val_occl_walker_px']:.2f} px vs last seen {v['val_occl_last_seen_px']:.2f} px "
+                 f"over {int(v['val_occl_frames'])} hidden frames ({time.time() - val_start:.1f} s)")
+    window.start += time.time() - val_start
+    return dict(step=run.step, **v)
+
+
+def checkpoint_state(run: Run) -> dict:
+    trainee, step = run.trainee, run.step
+    return {"format": CHECKPOINT_FORMAT, "step": step, "model": trainee.model.state_dict(),
+            "optimizer": trainee.optimizer.state_dict(),
+            "scaler": trainee.scaler.state_dict() if trainee.scaler.is_enabled() else None,
+            "schedule": {"kind": run.cfg.optim.schedule, "lr": lr_at(max(step - 1, 0), run.cfg)},
+            "rng": rng_states(), "config": run.cfg.to_dict(), "commit": run.commit, "val": run.last_val}
+
+
+def export_model(run: Run, seconds: float) -> None:
+    """The final model in the deployable format (ram_tracker.checkpoint), beside the checkpoint."""
+    cfg = run.cfg
+    info = {"name": cfg.train.name, "steps": run.step, "input_size": list(cfg.data.image_size),
+            "config": cfg.to_dict(), "commit": run.commit, "val": run.last_val}
+    path = save_weights(run.run_dir / "model.safetensors", run.trainee.model, info)
+    print(f"ram-train: wrote {path} after {run.step} steps ({format_eta(seconds)})", file=sys.stderr)
 
 
 def config_from_checkpoint(path) -> TrainConfig:

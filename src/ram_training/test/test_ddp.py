@@ -63,7 +63,9 @@ def test_two_gloo_processes_match_one_process(tmp_path, world1):
     worst = max(float((p.detach() - params_b[k].detach()).abs().max()) for k, p in model_a.named_parameters())
     print(f"\nddp vs single: max parameter difference {worst:.2e} after 3 steps")
     assert worst < 1e-5
-    # only rank 0 wrote: one run folder with one of each file, no stray temp files
-    assert sorted(p.name for p in (tmp_path / "runs" / "ddp").iterdir()) == \
+    # only rank 0 wrote: one run folder with one of each file (one TensorBoard event file), no stray temp files
+    files = sorted(p.name for p in (tmp_path / "runs" / "ddp").iterdir())
+    events = [f for f in files if f.startswith("events.out.tfevents.")]
+    assert len(events) == 1 and [f for f in files if f not in events] == \
         ["checkpoint.pt", "config.yaml", "metrics.csv", "model.safetensors"]
     assert torch.load(tmp_path / "runs" / "ddp" / "checkpoint.pt", weights_only=True)["step"] == 3

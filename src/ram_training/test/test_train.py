@@ -292,3 +292,71 @@ def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
 def test_frozen_detector_needs_a_walk_and_a_start(tmp_path, world1):
     path = write_config(tmp_path, world1, "bad", train=dict(steps=1), optim=dict(freeze_detector=True))
     assert train.main(["--config", str(path)]) == 2
+
+
+def test_tensorboard_scalars_match_the_csv_after_a_kill_and_resume(tmp_path, world1, monkeypatch):
+    """Every metrics.csv value is also a TensorBoard scalar (same name, same step); what the
+    killed run logged after its checkpoint is gone from both."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    path = write_config(tmp_path, world1, "tb", train=dict(steps=4, checkpoint_interval=2))
+    real_lr_at = train.lr_at
+
+    def dies_at_step_3(step, cfg):
+        if step == 3:                                  # steps 1-3 logged, last checkpoint at 2
+            raise KeyboardInterrupt("killed")
+        return real_lr_at(step, cfg)
+
+    monkeypatch.setattr(train, "lr_at", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", str(path)])
+    monkeypatch.setattr(train, "lr_at", real_lr_at)
+    assert train.main(["--config", str(path), "--resume"]) == 0
+
+    run = tmp_path / "runs" / "tb"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2          # one per process that logged
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    rows = read_metrics(run)
+    expected = {column: [(int(r["step"]), float(r[column])) for r in rows if r[column]]
+                for column in train.CSV_COLUMNS if column != "step"}
+    expected = {column: values for column, values in expected.items() if values}
+    assert set(expected) >= {"total", "ram", "lr", "val_loss", "val_occl_walker_px"}
+    assert sorted(events.Tags()["scalars"]) == sorted(expected)
+    for column, values in expected.items():
+        logged = [(e.step, e.value) for e in events.Scalars(column)]
+        assert [s for s, _ in logged] == [s for s, _ in values], column        # step 3 once, not twice
+        assert [v for _, v in logged] == pytest.approx([v for _, v in values], rel=1e-5, abs=1e-9, nan_ok=True), column
+
+
+def test_a_terminal_gets_a_progress_bar_and_one_line_per_log_step(tmp_path, world1):
+    """On a terminal: tqdm's bar (steps done, rate, the step's loss) and, above it, the same
+    log lines as in a log file."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+    path = write_config(tmp_path, world1, "tty", train=dict(steps=4, log_interval=2, checkpoint_interval=0,
+                                                            progress=True), data=dict(val_clips=0))
+    terminal, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))      # 40 rows, 120 columns
+    process = subprocess.Popen([sys.executable, "-m", "ram_training.train", "--config", str(path)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child_end,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    os.close(child_end)
+    output = b""
+    try:
+        while chunk := os.read(terminal, 4096):
+            output += chunk
+    except OSError:                                     # EIO: the child closed the terminal
+        pass
+    finally:
+        os.close(terminal)
+    assert process.wait(timeout=240) == 0, output.decode(errors="replace")[-3000:]
+    text = output.decode()
+    for step in (2, 4):                                  # whole lines, not overwritten by the bar
+        assert re.search(rf"(^|[\r\n])step {step}/4 \| loss [0-9.]+ \(hm .*\| eta \S+\r?\n", text), text
+    assert re.search(r"4/4 \[[^\]]*step/s, loss [0-9.]+\]", text), text
