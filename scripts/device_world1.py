@@ -9,7 +9,7 @@ A lent GPU comes with minutes, not hours, so this script sizes the work to the t
    RAM model and its no-walk twin get equal budgets:
      world1_gpu                  recipe world1_gpu          (frozen backbone)
      world1_gpu_nowalk           recipe world1_gpu_nowalk   (its twin)
-     world1_gpu_unfrozen         the same with optim.freeze_backbone=false
+     world1_gpu_unfrozen         the same with optim.frozen=[]
      world1_gpu_unfrozen_nowalk  its twin
    A run still going at the hard deadline is stopped; its last checkpoint is exported with
    `ram-train --resume train.steps=<checkpoint step>` (the schedule was then cut short: the
@@ -45,9 +45,9 @@ RUNS = {
     'world1_gpu': ('world1_gpu', [f'train.init_from={RAM_INIT}']),
     'world1_gpu_nowalk': ('world1_gpu_nowalk', [f'train.init_from={NOWALK_INIT}']),
     'world1_gpu_unfrozen': ('world1_gpu', [
-        f'train.init_from={RAM_INIT}', 'optim.freeze_backbone=false', 'train.name=world1_gpu_unfrozen']),
+        f'train.init_from={RAM_INIT}', 'optim.frozen=[]', 'train.name=world1_gpu_unfrozen']),
     'world1_gpu_unfrozen_nowalk': ('world1_gpu_nowalk', [
-        f'train.init_from={NOWALK_INIT}', 'optim.freeze_backbone=false',
+        f'train.init_from={NOWALK_INIT}', 'optim.frozen=[]',
         'train.name=world1_gpu_unfrozen_nowalk']),
 }
 

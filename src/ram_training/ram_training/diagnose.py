@@ -61,9 +61,8 @@ def gradient_norms(value, places: dict) -> dict:
 def gradient_balance(model, loader, cfg, batches: int) -> None:
     for p in model.parameters():
         p.requires_grad_(True)
-    model.train()
-    if cfg.optim.freeze_backbone:
-        model.backbone.eval()
+    from .train import set_train_mode
+    set_train_mode(model, cfg)          # frozen parts keep their BatchNorm statistics, as in training
     weights = term_weights(cfg)
     print(f"gradient balance ({cfg.loss.variant}, walk_normalisation {cfg.loss.walk_normalisation}; "
           f"norms of the weighted terms' gradients)")

@@ -377,9 +377,7 @@ def parse_args(argv):
 
 def frozen_modules(model, cfg: TrainConfig) -> list:
     """The parts of the model the optimiser leaves as loaded (their BatchNorm statistics too)."""
-    if cfg.optim.freeze_detector:      # only the walk's node embedding learns: detections cannot change
-        return [model.backbone, model.memory, model.heads]
-    return [model.backbone] if cfg.optim.freeze_backbone else []
+    return [getattr(model, name) for name in cfg.optim.frozen]
 
 
 def set_train_mode(model, cfg: TrainConfig) -> None:
@@ -552,7 +550,8 @@ def resume_from_checkpoint(run: Run) -> None:
     if not path.exists():
         raise StartError(f"--resume but no checkpoint at {path}")
     state = load_checkpoint(path)
-    changed = [d for d in config_differences(state["config"], run.cfg.to_dict()) if d[0] not in RESUME_MAY_CHANGE]
+    saved = from_dict(state["config"]).to_dict()        # in today's keys (older checkpoints: legacy keys)
+    changed = [d for d in config_differences(saved, run.cfg.to_dict()) if d[0] not in RESUME_MAY_CHANGE]
     if changed:
         lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, a, b in changed)
         raise StartError(f"the config differs from the checkpoint's in keys that change the run:\n{lines}\n"

@@ -37,6 +37,7 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 KITTI_SPLITS = ("full", "train_half", "val_half")
 RECIPES = Path(__file__).resolve().parent / "recipes"      # the shipped training recipes
+FREEZABLE = ("backbone", "memory", "heads", "embed")        # RAMModel's parts, in data-flow order
 WALK_KEYS = ("walk_local", "walk_radius", "walk_tau")
 
 
@@ -81,9 +82,11 @@ class OptimConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float = 0.0                # max global grad norm; 0 disables
-    freeze_backbone: bool = False         # paper's long-clip LA-CATER fine-tuning: train memory + heads only
-    freeze_detector: bool = False         # train the node embedding only: backbone, memory and heads stay
-                                          # as loaded, so the detections are exactly train.init_from's
+    # Parts of the model left as loaded (BatchNorm statistics too): any of FREEZABLE. [backbone]:
+    # the paper's long-clip LA-CATER fine-tuning; [backbone, memory, heads]: only the walk's node
+    # embedding learns (detections stay train.init_from's); [backbone, memory, embed]: only the
+    # heads learn (the walker stays train.init_from's).
+    frozen: List[str] = field(default_factory=list)
     accum_steps: int = 1                  # micro-batches per step (per rank)
 
 
@@ -281,10 +284,31 @@ def from_dict(raw: dict, source: str = "config") -> TrainConfig:
             raise ConfigError(f"loss.variant: {raw_loss['variant']!r} is not one of {', '.join(VARIANTS)}")
     cfg = TrainConfig(data=build_section("data", DataConfig, raw.get("data")), model=model,
                       loss=build_section("loss", LossConfig, raw_loss),
-                      optim=build_section("optim", OptimConfig, raw.get("optim")),
+                      optim=build_section("optim", OptimConfig, legacy_freezing(raw.get("optim"))),
                       train=build_section("train", RunConfig, raw.get("train")))
     check_semantics(cfg)
     return cfg
+
+
+# What optim.frozen replaced: configs of older checkpoints, and older commands, still load.
+LEGACY_FREEZING = {"freeze_backbone": ("backbone",), "freeze_detector": ("backbone", "memory", "heads")}
+
+
+def legacy_freezing(raw_optim):
+    """optim.freeze_backbone / freeze_detector (bool) -> the parts they add to (true) or remove
+    from (false) optim.frozen."""
+    if not isinstance(raw_optim, dict) or not LEGACY_FREEZING.keys() & raw_optim.keys():
+        return raw_optim
+    raw_optim = dict(raw_optim)
+    frozen = list(check_value("optim.frozen", raw_optim.get("frozen", []), List[str]))
+    for key, parts in LEGACY_FREEZING.items():
+        if key in raw_optim:
+            if check_value(f"optim.{key}", raw_optim.pop(key), bool):
+                frozen += [p for p in parts if p not in frozen]
+            else:
+                frozen = [p for p in frozen if p not in parts]
+    raw_optim["frozen"] = frozen
+    return raw_optim
 
 
 def recipe_names() -> List[str]:
@@ -407,9 +431,13 @@ def check_semantics(cfg: TrainConfig) -> None:
     _positive("optim.grad_clip", o.grad_clip, zero_ok=True)
     _positive("optim.warmup_steps", o.warmup_steps, zero_ok=True)
     _positive("optim.accum_steps", o.accum_steps)
-    if o.freeze_detector and (cfg.loss.variant != "ram" or not t.init_from):
-        raise ConfigError("optim.freeze_detector: trains the walk's node embedding on a trained detector, so it "
-                          f"needs loss.variant=ram and train.init_from (got {cfg.loss.variant!r}, {t.init_from!r})")
+    for name in o.frozen:
+        _one_of("optim.frozen", name, FREEZABLE)
+    if set(o.frozen) >= set(FREEZABLE):
+        raise ConfigError(f"optim.frozen: {list(o.frozen)} leaves nothing to train")
+    if len(o.frozen) > 1 and not t.init_from:
+        raise ConfigError(f"optim.frozen: {list(o.frozen)} keeps parts of a trained model as they are, so it "
+                          "needs train.init_from (the model to start from)")
     if d.batch_size % o.accum_steps:
         raise ConfigError(f"data.batch_size: {d.batch_size} is not divisible by optim.accum_steps = {o.accum_steps}")
     _positive("train.steps", t.steps)

@@ -186,7 +186,7 @@ def test_checkpoint_loading_is_weights_only(tmp_path):
     dict(loss=dict(variant="no_walk")),
     dict(loss=dict(variant="supervised_invisible")),
     dict(model=dict(walk_local=False), loss=dict(label_smoothing=False, overlap=True, overlap_weight=50.0),
-         optim=dict(freeze_backbone=True, schedule="step", drop_steps=[1], accum_steps=2, grad_clip=1.0)),
+         optim=dict(frozen=["backbone"], schedule="step", drop_steps=[1], accum_steps=2, grad_clip=1.0)),
 ], ids=["no_walk", "supervised_invisible", "global_nosmooth_overlap_frozen"])
 def test_variants_train(tmp_path, world1, variant):
     path = write_config(tmp_path, world1, "variant", train=dict(steps=2, checkpoint_interval=0),
@@ -194,7 +194,7 @@ def test_variants_train(tmp_path, world1, variant):
     assert train.main(["--config", str(path)]) == 0
     state = train.load_checkpoint(tmp_path / "runs" / "variant" / "checkpoint.pt")
     cfg = train.config_from_checkpoint(tmp_path / "runs" / "variant" / "checkpoint.pt")
-    if cfg.optim.freeze_backbone:            # the frozen backbone did not move
+    if cfg.optim.frozen == ["backbone"]:     # the frozen backbone did not move
         import ram_tracker.model as m
         torch.manual_seed(cfg.train.seed)
         init = m.build_model(cfg.model).state_dict()
@@ -212,7 +212,7 @@ def test_long_clip_finetuning_from_exported_weights(tmp_path, world1):
     assert train.main(["--config", str(first)]) == 0
     weights = tmp_path / "runs" / "first" / "model.safetensors"
     second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
-                          data=dict(val_clips=0, clip_length=8), optim=dict(freeze_backbone=True))
+                          data=dict(val_clips=0, clip_length=8), optim=dict(frozen=["backbone"]))
     assert train.main(["--config", str(second)]) == 0
     before, _ = load_weights(weights)
     after, info = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
@@ -270,13 +270,13 @@ def test_occlusion_metric_matches_the_toy_reference():
 
 
 def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
-    """optim.freeze_detector: the walk learns on a fixed detector, so every detection head output
+    """optim.frozen [backbone, memory, heads]: the walk learns on a fixed detector, so every detection head output
     of the result equals its start's, while the node embedding (what the walker reads) moves."""
     first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
     assert train.main(["--config", str(first)]) == 0
     weights = tmp_path / "runs" / "first" / "model.safetensors"
     second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
-                          data=dict(val_clips=0, clip_length=8), optim=dict(freeze_detector=True, lr=1e-2))
+                          data=dict(val_clips=0, clip_length=8), optim=dict(frozen=["backbone", "memory", "heads"], lr=1e-2))
     assert train.main(["--config", str(second)]) == 0
     before, _ = load_weights(weights)
     after, _ = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
@@ -289,9 +289,34 @@ def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
     assert not torch.allclose(out_before["embed"], out_after["embed"])
 
 
-def test_frozen_detector_needs_a_walk_and_a_start(tmp_path, world1):
-    path = write_config(tmp_path, world1, "bad", train=dict(steps=1), optim=dict(freeze_detector=True))
+def test_frozen_walker_trains_only_the_heads(tmp_path, world1):
+    """optim.frozen [backbone, memory, embed]: the heads learn on a fixed memory, so the node
+    embeddings (what the walker reads) are exactly the start's, while a head's output moves."""
+    first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
+    assert train.main(["--config", str(first)]) == 0
+    weights = tmp_path / "runs" / "first" / "model.safetensors"
+    second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
+                          data=dict(val_clips=0, clip_length=8), loss=dict(variant="no_walk"),
+                          optim=dict(frozen=["backbone", "memory", "embed"], lr=1e-2))
+    assert train.main(["--config", str(second)]) == 0
+    before, _ = load_weights(weights)
+    after, _ = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
+    clip = torch.rand(1, 3, 3, 64, 64)
+    with torch.no_grad():
+        out_before, out_after = before.eval()(clip), after.eval()(clip)
+    assert torch.equal(out_before["embed"], out_after["embed"])
+    assert not torch.allclose(out_before["hm"], out_after["hm"])
+
+
+@pytest.mark.parametrize("frozen, message", [
+    (["backbone", "memory", "heads"], "needs train.init_from"),
+    (["backbone", "gru"], "'gru' is not one of backbone, memory, heads, embed"),
+    (["backbone", "memory", "heads", "embed"], "leaves nothing to train"),
+])
+def test_frozen_parts_are_checked(tmp_path, world1, capsys, frozen, message):
+    path = write_config(tmp_path, world1, "bad", train=dict(steps=1), optim=dict(frozen=frozen))
     assert train.main(["--config", str(path)]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_tensorboard_scalars_match_the_csv_after_a_kill_and_resume(tmp_path, world1, monkeypatch):

@@ -106,6 +106,16 @@ def test_errors_name_the_key(raw, message):
     assert message in error_of(raw)
 
 
+def test_older_freezing_keys_still_load():
+    """optim.freeze_backbone / freeze_detector (older checkpoints' configs, older commands) become
+    optim.frozen: true adds their parts, false removes them."""
+    assert from_dict({"optim": {"freeze_backbone": True}}).optim.frozen == ["backbone"]
+    old = from_dict({"optim": {"freeze_backbone": True, "freeze_detector": True}, "train": {"init_from": "x"}})
+    assert old.optim.frozen == ["backbone", "memory", "heads"]
+    assert from_dict({"optim": {"frozen": ["backbone"], "freeze_backbone": False}}).optim.frozen == []
+    assert "optim.freeze_backbone: expected bool" in error_of({"optim": {"freeze_backbone": "yes"}})
+
+
 def test_walk_settings_live_in_the_model_only():
     """One home: the loss walks with ModelConfig.walk. A config saved before the move (a checkpoint's)
     that repeats equal values under loss still loads; a disagreeing value is an error."""
@@ -120,9 +130,9 @@ def test_walk_settings_live_in_the_model_only():
 def test_overrides(tmp_path):
     path = write(tmp_path, "optim:\n  lr: 1.0e-3\ntrain:\n  steps: 10\n")
     cfg = load_config(path, ["optim.lr=3e-4", "train.steps=20", "data.image_size=[64, 32]",
-                             "model.class_names=[a, b]", "loss.variant=no_walk", "optim.freeze_backbone=true"])
+                             "model.class_names=[a, b]", "loss.variant=no_walk", "optim.frozen=[backbone]"])
     assert cfg.optim.lr == 3e-4 and cfg.train.steps == 20 and cfg.data.image_size == (64, 32)
-    assert cfg.model.class_names == ("a", "b") and cfg.loss.variant == "no_walk" and cfg.optim.freeze_backbone
+    assert cfg.model.class_names == ("a", "b") and cfg.loss.variant == "no_walk" and cfg.optim.frozen == ["backbone"]
     assert cfg.train.name == "test"                          # train_test.yaml -> "test"
     for bad, message in [("optim.lr", "expected section.key=value"), ("lr=1", "the key must be section.key"),
                          ("foo.lr=1", "foo: unknown section"), ("optim.lr=[1", "not valid YAML"),
