@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ram_training.data import rosbag_io
@@ -71,22 +72,153 @@ def _topic(namespace: str, name: str) -> str:
     return f'/{namespace.strip("/")}/{name}' if namespace.strip('/') else f'/{name}'
 
 
+class _Recorder:
+    """Writes what the node publishes (and the input topics copied along) into the output bag,
+    and keeps the node's `tracks` answers by header stamp for the lockstep."""
+
+    def __init__(self, writer, typestore):
+        from rclpy.serialization import deserialize_message
+
+        from ram_msgs.msg import TrackedObjectArray
+        self._deserialize_tracks = partial(deserialize_message, message_type=TrackedObjectArray)
+        self.writer = writer
+        self.typestore = typestore
+        self.connections: dict = {}
+        self.answers: dict[int, object] = {}
+        self.current_stamp = 0                      # of the frame in flight
+
+    def subscribe_outputs(self, node, config: ReplayConfig, reliable) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+
+        from ram_training.data.player import message_class
+        for name in config.record:
+            topic = _topic(config.node_namespace, name)
+            msgtype = NODE_OUTPUTS[name]
+            self.connections[topic] = self.writer.add_connection(topic, msgtype,
+                                                                 typestore=self.typestore)
+            # debug_image is published with sensor-data QoS (best effort): match it
+            qos = qos_profile_sensor_data if name == 'debug_image' else reliable
+            node.create_subscription(message_class(msgtype), topic,
+                                     partial(self.on_output, topic=topic, name=name), qos, raw=True)
+
+    def on_output(self, raw: bytes, topic: str, name: str) -> None:
+        # Log time = the header stamp of the frame the message answers, so the output bag lines
+        # up with the input bag (MarkerArray has no header: the frame in flight, which in
+        # lockstep is the one it answers).
+        stamp = self.current_stamp if name == 'markers' else _header_stamp(raw)
+        self.writer.write(self.connections[topic], stamp, raw)
+        if name == 'tracks':
+            msg = self._deserialize_tracks(raw)
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self.answers[stamp] = msg
+
+    def add_copied_topics(self, config: ReplayConfig, in_topics: dict) -> None:
+        for topic in config.copy_topics:
+            if topic in in_topics:
+                self.connections[topic] = self.writer.add_connection(topic, in_topics[topic][0],
+                                                                     typestore=self.typestore)
+
+    def copy(self, topic: str, log_time: int, raw: bytes) -> None:
+        self.writer.write(self.connections[topic], log_time, raw)
+
+
+def _wait_for_tracker(node, executor, image_pub, image_type: str, config: ReplayConfig) -> None:
+    """Until a node subscribes to the images and publishes tracks; a tracker node that takes
+    the other image transport is named at once (it would never answer)."""
+    tracks_topic = _topic(config.node_namespace, 'tracks')
+    other_topics = {transport: _topic(config.node_namespace, config.node_image_topic) + suffix
+                    for transport, (_, suffix) in NODE_IMAGE_INPUTS.items()
+                    if transport != config.image_transport}
+    deadline = time.monotonic() + config.discovery_timeout_s
+    while image_pub.get_subscription_count() == 0 or node.count_publishers(tracks_topic) == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
+                               f'after {config.discovery_timeout_s:.0f} s')
+        trackers = {(i.node_namespace, i.node_name)
+                    for i in node.get_publishers_info_by_topic(tracks_topic)}
+        for transport, topic in other_topics.items():
+            if trackers & {(i.node_namespace, i.node_name)
+                           for i in node.get_subscriptions_info_by_topic(topic)}:
+                # the node takes the other transport and would never answer: say so now rather
+                # than after the timeout
+                raise ValueError(
+                    f'the tracker node takes images on {topic} (image_transport '
+                    f'{transport!r}), the replay sends {image_type} on '
+                    f'{image_pub.topic_name} (image_transport {config.image_transport!r})')
+        executor.spin_once(timeout_sec=0.05)
+
+
+def _send_until_answered(raw: bytes, stamp: int, image_pub, executor, recorder: _Recorder,
+                         config: ReplayConfig) -> int:
+    """Publishes one image until the node answers it or answer_timeout_s passes; the number of
+    sends. The node subscribes best effort: a sample can be lost (typically the very first,
+    while the shared-memory channel is still being set up). Resend it, bounded."""
+    give_up = time.monotonic() + config.answer_timeout_s
+    sends = 0
+    while stamp not in recorder.answers and time.monotonic() < give_up:
+        image_pub.publish(raw)
+        sends += 1
+        resend_at = min(time.monotonic() + config.resend_interval_s, give_up)
+        while stamp not in recorder.answers and time.monotonic() < resend_at:
+            executor.spin_once(timeout_sec=0.01)
+    return sends
+
+
+def _replay_frames(in_bag, image_pub, executor, recorder: _Recorder, config: ReplayConfig,
+                   result: ReplayResult, log, on_answer) -> None:
+    """The lockstep over the input bag: copied topics written, images sent one at a time."""
+    started = time.monotonic()
+    first_answer = last_answer = None
+    for topic, msgtype, log_time, raw in rosbag_io.iterate_raw(in_bag):
+        if topic in config.copy_topics and topic in recorder.connections:
+            recorder.copy(topic, log_time, raw)
+            continue
+        if topic != config.image_topic:
+            continue
+        if config.max_frames is not None and result.frames >= config.max_frames:
+            break
+        stamp = _header_stamp(raw)
+        recorder.current_stamp = stamp
+        result.frames += 1
+        sends = _send_until_answered(raw, stamp, image_pub, executor, recorder, config)
+        if sends > 1:
+            log(f'[replay] frame {result.frames - 1} sent {sends} times '
+                f'(no answer within {config.resend_interval_s:g} s)')
+        if stamp in recorder.answers:
+            result.answered += 1
+            last_answer = time.monotonic()
+            first_answer = first_answer or last_answer
+            if on_answer:
+                on_answer(result.frames - 1, recorder.answers[stamp])
+            recorder.answers.pop(stamp)
+        else:
+            result.missed_stamps.append(stamp)
+            log(f'[replay] no answer for frame {result.frames - 1} (stamp {stamp})')
+        if result.frames % 50 == 0:
+            log(f'[replay] {result.frames} frames, '
+                f'{result.frames / (time.monotonic() - started):.1f} frames/s')
+    # let the last outputs (belief etc.) arrive
+    settle = time.monotonic() + 0.5
+    while time.monotonic() < settle:
+        executor.spin_once(timeout_sec=0.05)
+    result.seconds = time.monotonic() - started
+    if result.answered > 1 and last_answer > first_answer:
+        result.node_fps = (result.answered - 1) / (last_answer - first_answer)
+
+
 def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log=print,
                      on_answer=None) -> ReplayResult:
     """See the module docstring. `on_answer(index, tracks_msg)` is called for every answer.
     rclpy must not be initialised by the caller (this function owns its context)."""
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')  # never leave loopback
     import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from rclpy.serialization import deserialize_message
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ram_msgs.msg import TrackedObjectArray
     from ram_training.data.player import message_class
 
     in_topics = rosbag_io.topics_of(in_bag)
     image_type, node_image_topic = _check_image_topic(in_bag, in_topics, config)
-    typestore = rosbag_io.make_typestore()
     out_bag = Path(out_bag)
     plugins = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -96,106 +228,18 @@ def replay_into_node(in_bag, out_bag, config: ReplayConfig = ReplayConfig(), log
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     result = ReplayResult(out_bag=str(out_bag))
-    answers: dict[int, object] = {}
-    current_stamp = [0]
     with rosbag_io.staged_bag_dir(out_bag) as staged_path:   # out_bag appears only when complete
         writer = Writer(staged_path, version=9, storage_plugin=plugins[config.storage])
         writer.open()
         try:
-            connections = {}
+            recorder = _Recorder(writer, rosbag_io.make_typestore())
             reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-            for name in config.record:
-                topic = _topic(config.node_namespace, name)
-                msgtype = NODE_OUTPUTS[name]
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=typestore)
-                # debug_image is published with sensor-data QoS (best effort): match it
-                qos = qos_profile_sensor_data if name == 'debug_image' else reliable
-
-                def on_raw(raw, topic=topic, name=name):
-                    # Log time = the header stamp of the frame the message answers, so the output
-                    # bag lines up with the input bag (MarkerArray has no header: the frame in
-                    # flight, which in lockstep is the one it answers).
-                    stamp = current_stamp[0] if name == 'markers' else _header_stamp(raw)
-                    writer.write(connections[topic], stamp, raw)
-                    if name == 'tracks':
-                        msg = deserialize_message(raw, TrackedObjectArray)
-                        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                        answers[stamp] = msg
-                node.create_subscription(message_class(msgtype), topic, on_raw, qos, raw=True)
-            for topic in config.copy_topics:
-                if topic in in_topics:
-                    connections[topic] = writer.add_connection(topic, in_topics[topic][0],
-                                                               typestore=typestore)
+            recorder.subscribe_outputs(node, config, reliable)
+            recorder.add_copied_topics(config, in_topics)
             image_pub = node.create_publisher(message_class(image_type), node_image_topic,
                                               reliable)
-            tracks_topic = _topic(config.node_namespace, 'tracks')
-            other_topics = {transport: _topic(config.node_namespace, config.node_image_topic) + suffix
-                            for transport, (_, suffix) in NODE_IMAGE_INPUTS.items()
-                            if transport != config.image_transport}
-            deadline = time.monotonic() + config.discovery_timeout_s
-            while image_pub.get_subscription_count() == 0 or \
-                    node.count_publishers(tracks_topic) == 0:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f'no tracker node on {image_pub.topic_name} / {tracks_topic} '
-                                       f'after {config.discovery_timeout_s:.0f} s')
-                trackers = {(i.node_namespace, i.node_name)
-                            for i in node.get_publishers_info_by_topic(tracks_topic)}
-                for transport, topic in other_topics.items():
-                    if trackers & {(i.node_namespace, i.node_name)
-                                   for i in node.get_subscriptions_info_by_topic(topic)}:
-                        # the node takes the other transport and would never answer: say so
-                        # now rather than after the timeout
-                        raise ValueError(
-                            f'the tracker node takes images on {topic} (image_transport '
-                            f'{transport!r}), the replay sends {image_type} on '
-                            f'{image_pub.topic_name} (image_transport {config.image_transport!r})')
-                executor.spin_once(timeout_sec=0.05)
-            started = time.monotonic()
-            first_answer = last_answer = None
-            for topic, msgtype, log_time, raw in rosbag_io.iterate_raw(in_bag):
-                if topic in config.copy_topics and topic in connections:
-                    writer.write(connections[topic], log_time, raw)
-                    continue
-                if topic != config.image_topic:
-                    continue
-                if config.max_frames is not None and result.frames >= config.max_frames:
-                    break
-                stamp = _header_stamp(raw)
-                current_stamp[0] = stamp
-                result.frames += 1
-                # The node subscribes best effort: a sample can be lost (typically the very first,
-                # while the shared-memory channel is still being set up). Resend it, bounded.
-                give_up = time.monotonic() + config.answer_timeout_s
-                sends = 0
-                while stamp not in answers and time.monotonic() < give_up:
-                    image_pub.publish(raw)
-                    sends += 1
-                    resend_at = min(time.monotonic() + config.resend_interval_s, give_up)
-                    while stamp not in answers and time.monotonic() < resend_at:
-                        executor.spin_once(timeout_sec=0.01)
-                if sends > 1:
-                    log(f'[replay] frame {result.frames - 1} sent {sends} times '
-                        f'(no answer within {config.resend_interval_s:g} s)')
-                if stamp in answers:
-                    result.answered += 1
-                    last_answer = time.monotonic()
-                    first_answer = first_answer or last_answer
-                    if on_answer:
-                        on_answer(result.frames - 1, answers[stamp])
-                    answers.pop(stamp)
-                else:
-                    result.missed_stamps.append(stamp)
-                    log(f'[replay] no answer for frame {result.frames - 1} (stamp {stamp})')
-                if result.frames % 50 == 0:
-                    log(f'[replay] {result.frames} frames, '
-                        f'{result.frames / (time.monotonic() - started):.1f} frames/s')
-            # let the last outputs (belief etc.) arrive
-            settle = time.monotonic() + 0.5
-            while time.monotonic() < settle:
-                executor.spin_once(timeout_sec=0.05)
-            result.seconds = time.monotonic() - started
-            if result.answered > 1 and last_answer > first_answer:
-                result.node_fps = (result.answered - 1) / (last_answer - first_answer)
+            _wait_for_tracker(node, executor, image_pub, image_type, config)
+            _replay_frames(in_bag, image_pub, executor, recorder, config, result, log, on_answer)
         finally:
             executor.shutdown()
             node.destroy_node()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -207,10 +208,27 @@ def _script_pass(traj: _Trajectory, rng: np.random.Generator, camera: np.ndarray
     traj.move(p0 + approach + cross + pause, p1, spot(middle - across * 1.6 * side))
 
 
-def simulate(cfg: World1Config, seed: list[int]) -> World1Video:
-    """Script one video: object set, camera path, containment, carrying and occlusion passes."""
-    rng = np.random.default_rng(seed)
-    T = cfg.num_frames
+class _Episode(NamedTuple):
+    """A cone lands on the target, maybe carries it across the table, and lifts off again."""
+
+    cone: int
+    land0: int                 # landing over [land0, land1]
+    land1: int
+    carries: list              # [(t0, t1, destination)]
+    release0: int              # lifting off over [release0, release1]
+    release1: int
+
+
+class _Pass(NamedTuple):
+    """An occluder slides between camera and target over [start, end]; the target holds still."""
+
+    occluder: int
+    start: int
+    end: int
+
+
+def _object_set(cfg: World1Config, rng: np.random.Generator) -> dict:
+    """Shapes (index 0 the golden target sphere), colours, sizes, heights, specularity, yaws."""
     n_distractors = int(rng.integers(cfg.min_distractors, cfg.max_distractors + 1))
     shapes = ["sphere"]
     others = ["cone"] * cfg.min_cones + list(
@@ -236,12 +254,15 @@ def simulate(cfg: World1Config, seed: list[int]) -> World1Video:
             sizes[i] = rng.uniform(0.3, 0.55)
             heights[i] = sizes[i] * 2 * rng.uniform(0.8, 1.4)
     yaws = rng.uniform(0, np.pi / 2, size=n)
-    camera = _camera_track(cfg, rng)
-    cones = [i for i in range(1, n) if shapes[i] == "cone"]
+    return {"shapes": shapes, "colors": colors, "sizes": sizes, "heights": heights,
+            "specular": specular, "yaws": yaws}
 
-    # 1. Target schedule: containment episodes and occlusion passes, random slides between.
-    episodes = []  # (cone, t_land0, t_land1, carries[(t0,t1,dest)], t_release0, t_release1)
-    passes = []    # (occluder, t0, t1): occluder busy over [t0, t1], target holds still
+
+def _containment_episodes(cfg: World1Config, rng: np.random.Generator,
+                          cones: list[int]) -> list[_Episode]:
+    """Up to cfg.max_containments episodes, in time order, separated by random gaps."""
+    T = cfg.num_frames
+    episodes = []
     t = int(rng.integers(5, 50))
     while len(episodes) < cfg.max_containments and t < T - 60:
         cone = int(rng.choice(cones))
@@ -253,12 +274,19 @@ def simulate(cfg: World1Config, seed: list[int]) -> World1Video:
             carries.append((cursor, cursor + duration, _random_spot(rng, 0.9)))
             cursor += duration + int(rng.integers(5, 40))
         release = int(rng.integers(24, 37))
-        episodes.append((cone, t, t + land, carries, cursor, cursor + release))
+        episodes.append(_Episode(cone, t, t + land, carries, cursor, cursor + release))
         t = cursor + release + int(rng.integers(20, 90))
+    return episodes
+
+
+def _occlusion_passes(cfg: World1Config, rng: np.random.Generator, num_objects: int,
+                      episodes: list[_Episode]) -> list[_Pass]:
+    """Up to 3 occluder passes in the gaps the containment episodes leave."""
+    T = cfg.num_frames
     busy = np.zeros(T, dtype=bool)
     for e in episodes:
-        busy[e[1]:e[5] + 1] = True
-    # occlusion passes in the gaps
+        busy[e.land0:e.release1 + 1] = True
+    passes = []
     free_starts = [s for s in range(0, T - 70, 10) if not busy[s:s + 70].any()]
     rng.shuffle(free_starts)
     for s in free_starts:
@@ -267,67 +295,95 @@ def simulate(cfg: World1Config, seed: list[int]) -> World1Video:
         duration = int(rng.integers(40, 70)) + int(rng.integers(0, 60))
         if s + duration >= T or busy[s:s + duration + 1].any():
             continue
-        passes.append((int(rng.integers(1, n)), s, s + duration))
+        passes.append(_Pass(int(rng.integers(1, num_objects)), s, s + duration))
         busy[s:s + duration + 1] = True
+    return passes
 
-    trajectories = [_Trajectory(T, _random_spot(rng)) for _ in range(n)]
-    target = trajectories[0]
-    reserved = sorted([(e[1], e[5], "episode", e) for e in episodes]
-                      + [(p[1], p[2], "pass", p) for p in passes], key=lambda r: r[0])
 
-    def random_moves(traj: _Trajectory, until: int) -> None:
-        """Random slides / pick-and-places of one object while it is free, ending before `until`."""
-        while True:
-            start = traj.cursor + int(rng.integers(5, 60))
-            duration = int(rng.integers(20, 45))
-            if start + duration + 2 >= until:
-                return
-            lift = float(rng.uniform(0.8, 1.4)) if rng.random() < 0.3 else 0.0
-            traj.move(start, start + duration, _random_spot(rng), lift)
+def _random_moves(traj: _Trajectory, rng: np.random.Generator, until: int) -> None:
+    """Random slides / pick-and-places of one object while it is free, ending before `until`."""
+    while True:
+        start = traj.cursor + int(rng.integers(5, 60))
+        duration = int(rng.integers(20, 45))
+        if start + duration + 2 >= until:
+            return
+        lift = float(rng.uniform(0.8, 1.4)) if rng.random() < 0.3 else 0.0
+        traj.move(start, start + duration, _random_spot(rng), lift)
 
+
+def _script_target(target: _Trajectory, rng: np.random.Generator, episodes: list[_Episode],
+                   passes: list[_Pass], T: int) -> None:
+    """The target: free moves between its reserved spans; during an episode it makes exactly
+    the carrying cone's moves, during a pass it holds still."""
+    reserved = sorted([(e.land0, e.release1, "episode", e) for e in episodes]
+                      + [(p.start, p.end, "pass", p) for p in passes], key=lambda r: r[0])
     for r0, r1, kind, item in reserved:
-        random_moves(target, r0)
+        _random_moves(target, rng, r0)
         if kind == "episode":
-            _, _, _, carries, _, t_rel1 = item
-            for c0, c1, dest in carries:
+            for c0, c1, dest in item.carries:
                 # the carried target makes exactly the cone's move (same start, same easing)
                 target.move(c0, c1, dest)
-            target.hold_until(t_rel1 + 1)
+            target.hold_until(item.release1 + 1)
         else:
             target.hold_until(r1 + 1)
-    random_moves(target, T)
+    _random_moves(target, rng, T)
     target.hold_until(T)
 
-    # 2. The other objects, each in chronological order of its own roles.
+
+def _script_others(trajectories: list[_Trajectory], rng: np.random.Generator,
+                   episodes: list[_Episode], passes: list[_Pass], camera: np.ndarray,
+                   T: int) -> np.ndarray:
+    """Every other object in chronological order of its own roles (containing cone, occluder),
+    free moves in between. Returns contained_by: (T,) the cone resting over the target, -1."""
+    target = trajectories[0]
+    n = len(trajectories)
     contained_by = np.full(T, -1, dtype=np.int64)
     roles: dict[int, list] = {i: [] for i in range(1, n)}
     for e in episodes:
-        roles[e[0]].append((e[1], "episode", e))
+        roles[e.cone].append((e.land0, "episode", e))
     for p in passes:
-        roles[p[0]].append((p[1], "pass", p))
+        roles[p.occluder].append((p.start, "pass", p))
     for i in range(1, n):
         traj = trajectories[i]
         for _, kind, item in sorted(roles[i], key=lambda r: r[0]):
             if kind == "episode":
-                _, t_land0, t_land1, carries, t_rel0, t_rel1 = item
-                random_moves(traj, t_land0)
-                traj.move(t_land0, t_land1, target.pos[t_land0], lift=float(rng.uniform(1.2, 1.5)))
-                for c0, c1, dest in carries:
+                _random_moves(traj, rng, item.land0)
+                traj.move(item.land0, item.land1, target.pos[item.land0],
+                          lift=float(rng.uniform(1.2, 1.5)))
+                for c0, c1, dest in item.carries:
                     traj.move(c0, c1, dest)
-                traj.move(t_rel0, t_rel1, _random_spot(rng), lift=float(rng.uniform(1.3, 1.6)))
+                traj.move(item.release0, item.release1, _random_spot(rng),
+                          lift=float(rng.uniform(1.3, 1.6)))
                 # resting over the target from landing until the release starts lifting
-                contained_by[t_land1:min(t_rel0, T - 1) + 1] = i
+                contained_by[item.land1:min(item.release0, T - 1) + 1] = i
             else:
-                _, p0, p1 = item
-                random_moves(traj, p0)
-                _script_pass(traj, rng, camera, target.pos[p0], p0, p1)
-        random_moves(traj, T)
+                _random_moves(traj, rng, item.start)
+                _script_pass(traj, rng, camera, target.pos[item.start], item.start, item.end)
+        _random_moves(traj, rng, T)
         traj.hold_until(T)
+    return contained_by
+
+
+def simulate(cfg: World1Config, seed: list[int]) -> World1Video:
+    """Script one video: object set, camera path, containment, carrying and occlusion passes.
+    The random draws happen in this order; changing it changes every generated dataset."""
+    rng = np.random.default_rng(seed)
+    T = cfg.num_frames
+    objects = _object_set(cfg, rng)
+    camera = _camera_track(cfg, rng)
+    n = len(objects["shapes"])
+    cones = [i for i in range(1, n) if objects["shapes"][i] == "cone"]
+    # 1. The target's schedule: containment episodes, occlusion passes in the gaps.
+    episodes = _containment_episodes(cfg, rng, cones)
+    passes = _occlusion_passes(cfg, rng, n, episodes)
+    trajectories = [_Trajectory(T, _random_spot(rng)) for _ in range(n)]
+    _script_target(trajectories[0], rng, episodes, passes, T)
+    # 2. The other objects, each in chronological order of its own roles.
+    contained_by = _script_others(trajectories, rng, episodes, passes, camera, T)
     positions = np.stack([tr.pos for tr in trajectories], axis=1)
     positions[:, 0, 1] = 0.0
-    return World1Video(config=cfg, seed=list(seed), shapes=shapes, colors=colors, sizes=sizes,
-                       heights=heights, specular=specular, yaws=yaws, positions=positions, camera=camera,
-                       contained_by=contained_by)
+    return World1Video(config=cfg, seed=list(seed), **objects, positions=positions,
+                       camera=camera, contained_by=contained_by)
 
 
 # ---------------------------------------------------------------------------------------

@@ -128,34 +128,39 @@ def _ego_track(rng: np.random.Generator, T: int, fps: int) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(speed[:-1] / fps)])
 
 
-def simulate(cfg: World2Config, seed: list) -> StreetSequence:
-    rng = np.random.default_rng(seed)
-    T = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
-    t_sec = np.arange(T) / cfg.fps
-    ego_z = _ego_track(rng, T, cfg.fps)
-    z_lo, z_hi = ego_z[0] - 40.0, ego_z[-1] + cfg.max_depth + 20.0
-    length = z_hi - z_lo
-    objects: list[StreetObject] = []
-    scenery: list[StreetObject] = []
+def _constant(T: int, value) -> np.ndarray:
+    return np.full(T, float(value))
 
-    def const(v):
-        return np.full(T, float(v))
 
-    def car_colors():
-        body = _CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))]
-        return [body, (0.08, 0.08, 0.09), (0.16, 0.2, 0.25)]  # body, wheels band, glass
+def _car_colors(rng: np.random.Generator) -> list:
+    body = _CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))]
+    return [body, (0.08, 0.08, 0.09), (0.16, 0.2, 0.25)]  # body, wheels band, glass
 
-    # Parked vehicles along both curbs (static occluders that are also annotated).
+
+def _parked_vehicles(cfg: World2Config, rng: np.random.Generator, T: int, z_lo: float,
+                     z_hi: float) -> list[StreetObject]:
+    """Parked vehicles along both curbs (static occluders that are also annotated)."""
+    parked = []
     for side in (-1.0, 1.0):
         z = z_lo + rng.uniform(0, 6)
         while z < z_hi:
             kind = "Van" if rng.random() < 0.25 else "Car"
             dims = _dims(rng, kind)
             if rng.random() < cfg.parked_probability:
-                objects.append(StreetObject(kind, dims, car_colors(), const(side * PARKING_X + rng.uniform(-0.2, 0.2)),
-                                            const(z + dims[2] / 2), float(rng.choice([0.0, np.pi]) + rng.normal(0, 0.03))))
+                parked.append(StreetObject(kind, dims, _car_colors(rng),
+                                           _constant(T, side * PARKING_X + rng.uniform(-0.2, 0.2)),
+                                           _constant(T, z + dims[2] / 2),
+                                           float(rng.choice([0.0, np.pi]) + rng.normal(0, 0.03))))
             z += dims[2] + rng.uniform(0.8, 9.0)
-    # Moving traffic: each lane has one speed so cars in a lane never run into each other.
+    return parked
+
+
+def _moving_traffic(cfg: World2Config, rng: np.random.Generator, t_sec: np.ndarray,
+                    ego_z: np.ndarray, z_lo: float, z_hi: float) -> list[StreetObject]:
+    """Cars, vans and (in the right lane) trucks. Each lane has one speed so cars in a lane
+    never run into each other; the ego lane's traffic starts ahead of the ego and is faster."""
+    T = len(t_sec)
+    traffic = []
     lanes = [(LANES_ONCOMING[0], -rng.uniform(8, 12)), (LANES_ONCOMING[1], -rng.uniform(10, 14)),
              (LANE_RIGHT, rng.uniform(6, 13)), (LANE_EGO, rng.uniform(12, 14))]
     for lane_x, speed in lanes:
@@ -172,24 +177,37 @@ def simulate(cfg: World2Config, seed: list) -> StreetSequence:
             elif rng.random() < 0.15:
                 kind = "Van"
             dims = _dims(rng, kind)
-            colors = car_colors()
+            colors = _car_colors(rng)
             if kind == "Truck":
                 colors = [(0.85, 0.85, 0.82) if rng.random() < 0.5 else (0.7, 0.2, 0.1), colors[1], colors[2],
                           _CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))]]
             if rng.random() < density / 100.0 * 8.0:
-                objects.append(StreetObject(kind, dims, colors, const(lane_x + rng.normal(0, 0.15)),
+                traffic.append(StreetObject(kind, dims, colors, _constant(T, lane_x + rng.normal(0, 0.15)),
                                             z + speed * t_sec, 0.0 if speed > 0 else np.pi))
             z += dims[2] + rng.uniform(4.0, 12.0)
-    # Pedestrians walking along the sidewalks (some standing).
-    n_walkers = rng.poisson(cfg.pedestrians_per_100m * length / 100.0)
-    for _ in range(n_walkers):
+    return traffic
+
+
+def _sidewalk_pedestrians(cfg: World2Config, rng: np.random.Generator, t_sec: np.ndarray,
+                          z_lo: float, z_hi: float) -> list[StreetObject]:
+    """Pedestrians walking along the sidewalks (some standing)."""
+    T = len(t_sec)
+    walkers = []
+    for _ in range(rng.poisson(cfg.pedestrians_per_100m * (z_hi - z_lo) / 100.0)):
         side = rng.choice([-1.0, 1.0])
         speed = 0.0 if rng.random() < 0.2 else rng.choice([-1.0, 1.0]) * rng.uniform(0.9, 1.7)
         z0 = rng.uniform(z_lo, z_hi)
-        objects.append(StreetObject("Pedestrian", _dims(rng, "Pedestrian"), _person_colors(rng),
-                                    const(side * rng.uniform(*SIDEWALK)), z0 + speed * t_sec,
+        walkers.append(StreetObject("Pedestrian", _dims(rng, "Pedestrian"), _person_colors(rng),
+                                    _constant(T, side * rng.uniform(*SIDEWALK)), z0 + speed * t_sec,
                                     0.0 if speed >= 0 else np.pi))
-    # Pedestrians crossing the street in front of the ego: behind parked cars, past traffic.
+    return walkers
+
+
+def _crossing_pedestrians(cfg: World2Config, rng: np.random.Generator, t_sec: np.ndarray,
+                          ego_z: np.ndarray) -> list[StreetObject]:
+    """Pedestrians crossing the street in front of the ego: behind parked cars, past traffic."""
+    T = len(t_sec)
+    crossing = []
     for _ in range(int(rng.integers(cfg.crossing_pedestrians[0], cfg.crossing_pedestrians[1] + 1))):
         t0 = int(rng.integers(0, max(T // 2, 1)))
         z0 = ego_z[t0] + rng.uniform(12, 35)
@@ -198,32 +216,54 @@ def simulate(cfg: World2Config, seed: list) -> StreetSequence:
         x0 = side * SIDEWALK[1]
         dt = np.clip(t_sec - t_sec[t0], 0.0, None)
         x = x0 - side * np.minimum(speed * dt, 2 * SIDEWALK[1])
-        objects.append(StreetObject("Pedestrian", _dims(rng, "Pedestrian"), _person_colors(rng), x,
-                                    const(z0), -side * np.pi / 2))
-    # Scenery: poles, signs, trees, buildings (unannotated occluders and backdrop).
+        crossing.append(StreetObject("Pedestrian", _dims(rng, "Pedestrian"), _person_colors(rng), x,
+                                     _constant(T, z0), -side * np.pi / 2))
+    return crossing
+
+
+def _scenery(rng: np.random.Generator, T: int, z_lo: float, z_hi: float) -> list[StreetObject]:
+    """Poles, signs, trees, buildings on both sides (unannotated occluders and backdrop)."""
+    scenery = []
     for side in (-1.0, 1.0):
         z = z_lo + rng.uniform(0, 10)
         while z < z_hi:
             height = rng.uniform(3.5, 6.0)
             kind = "sign" if rng.random() < 0.35 else "pole"
             scenery.append(StreetObject(kind, (0.14, height, 0.14), [(0.45, 0.46, 0.48), (0.1, 0.3, 0.75)],
-                                        const(side * POLE_X), const(z), 0.0))
+                                        _constant(T, side * POLE_X), _constant(T, z), 0.0))
             z += rng.uniform(12, 35)
         z = z_lo + rng.uniform(0, 10)
         while z < z_hi:
             crown = rng.uniform(2.2, 3.6)
             scenery.append(StreetObject("tree", (0.35, rng.uniform(2.0, 3.0), crown),
                                         [(0.35, 0.25, 0.15), (0.16, 0.42 + 0.15 * rng.random(), 0.14)],
-                                        const(side * rng.uniform(11.6, 12.4)), const(z), 0.0))
+                                        _constant(T, side * rng.uniform(11.6, 12.4)), _constant(T, z), 0.0))
             z += rng.uniform(9, 30)
         z = z_lo - 20
         while z < z_hi + 40:
             blen = rng.uniform(10, 30)
             scenery.append(StreetObject("building", (12.0, rng.uniform(6, 18), blen),
                                         [_BUILDING_COLORS[int(rng.integers(len(_BUILDING_COLORS)))]],
-                                        const(side * (BUILDING_X + 6.0)), const(z + blen / 2), 0.0))
+                                        _constant(T, side * (BUILDING_X + 6.0)),
+                                        _constant(T, z + blen / 2), 0.0))
             z += blen + rng.uniform(0, 3)
-    return StreetSequence(config=cfg, seed=list(seed), ego_z=ego_z, objects=objects, scenery=scenery)
+    return scenery
+
+
+def simulate(cfg: World2Config, seed: list) -> StreetSequence:
+    """Script one sequence: the ego's drive, then the street's objects along the stretch of road
+    it sees. The random draws happen in this order; changing it changes every generated dataset."""
+    rng = np.random.default_rng(seed)
+    T = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
+    t_sec = np.arange(T) / cfg.fps
+    ego_z = _ego_track(rng, T, cfg.fps)
+    z_lo, z_hi = ego_z[0] - 40.0, ego_z[-1] + cfg.max_depth + 20.0
+    objects = (_parked_vehicles(cfg, rng, T, z_lo, z_hi)
+               + _moving_traffic(cfg, rng, t_sec, ego_z, z_lo, z_hi)
+               + _sidewalk_pedestrians(cfg, rng, t_sec, z_lo, z_hi)
+               + _crossing_pedestrians(cfg, rng, t_sec, ego_z))
+    return StreetSequence(config=cfg, seed=list(seed), ego_z=ego_z, objects=objects,
+                          scenery=_scenery(rng, T, z_lo, z_hi))
 
 
 def _person_colors(rng) -> list:

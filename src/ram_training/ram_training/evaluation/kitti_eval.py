@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,6 @@ class EvalError(ValueError):
 
 # ---------------------------------------------------------------------------------------
 # inputs
-
-
-
 
 def git_state(root: Path = ROOT) -> dict:
     def git(*args):
@@ -524,6 +522,145 @@ def _fingerprint(model_info: dict, params: dict, bag_record: dict, **extra) -> d
             'bag': bag_record['key'], 'max_out_age': MAX_OUT_AGE, **extra}
 
 
+@dataclass
+class _EvalRun:
+    """What the steps of one evaluation share: its inputs, resolved, and its output folder."""
+
+    data_root: Path
+    out: Path
+    sequences: list
+    params: dict                    # the node's parameters (both paths run exactly these)
+    params_path: Path               # ... written as a ROS 2 parameters file
+    model_info: dict
+    bag_records: dict               # sequence -> its convert_sequence record
+
+    @property
+    def node_method(self) -> str:
+        return self.params['occlusion_model']
+
+    def frames(self, seq: str) -> int:
+        return self.bag_records[seq]['frames']
+
+    def bag(self, seq: str) -> Path:
+        return Path(self.bag_records[seq]['bag'])
+
+
+def _check_arguments(path: str, methods: Sequence[str], extra_trackers: Mapping,
+                     max_frames: int | None) -> None:
+    if path not in PATHS:
+        raise EvalError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise EvalError(f"unknown method(s) {', '.join(unknown)} (occlusion models: {', '.join(METHODS)})")
+    clash = set(extra_trackers) & (set(METHODS) | {ROS_METHOD})
+    if clash:
+        raise EvalError(f'extra tracker names clash with built-in methods: {sorted(clash)}')
+    if max_frames is not None and max_frames < 1:
+        raise EvalError(f'max_frames must be >= 1, got {max_frames}')
+
+
+def _prepare_run(data_root, model_path, out_dir, sequences, params_file, params_overrides,
+                 max_frames: int | None, log) -> _EvalRun:
+    """Inputs checked before anything is written; then params.yaml and the input bags."""
+    data_root = Path(data_root).expanduser().resolve()
+    names = select_sequences(data_root, sequences)
+    params, model_info = resolve_params(model_path, params_file, params_overrides)
+    out = Path(out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    params_path = out / 'params.yaml'
+    atomic_write_text(params_path, yaml.safe_dump({'/**': {'ros__parameters': params}},
+                                                  sort_keys=False))
+    bag_records = {seq: convert_sequence(data_root, seq, out, max_frames, log) for seq in names}
+    return _EvalRun(data_root, out, names, params, params_path, model_info, bag_records)
+
+
+def _run_ros_path(run: _EvalRun, ros_env: dict | None, log) -> None:
+    """Every sequence not done before with the same fingerprint through the tracker node."""
+    from ram_tracker.ros_env import in_process, isolated_ros_env
+    env = ros_env or isolated_ros_env()
+    with in_process(env):                       # the in-process replayer
+        for seq in run.sequences:
+            fingerprint = _fingerprint(run.model_info, run.params, run.bag_records[seq])
+            done_path = run.out / 'ros' / seq / 'done.json'
+            done = _read_json(done_path)
+            if done and done.get('fingerprint') == fingerprint and \
+                    (run.out / 'results' / ROS_METHOD / f'{seq}.txt').is_file():
+                log(f'[ram-eval] {seq}: ROS path done before, skipped')
+                continue
+            done_path.unlink(missing_ok=True)
+            log(f'[ram-eval] {seq}: ROS path (tracker_node, domain {env.get("ROS_DOMAIN_ID")})')
+            record = run_ros_sequence(seq, run.bag(seq), run.frames(seq), run.out,
+                                      run.params_path, env, log)
+            _write_json(done_path, {'fingerprint': fingerprint, 'timing': record})
+
+
+def _run_offline_path(run: _EvalRun, methods: Sequence[str],
+                      extra_trackers: Mapping[str, ExtraTracker], log) -> None:
+    """Every sequence not done before with the same fingerprint and methods, without ROS; the
+    pipeline (model load) only when some sequence needs it."""
+    pipeline = None
+    wanted = set(methods) | {run.node_method}
+    for seq in run.sequences:
+        fingerprint = _fingerprint(run.model_info, run.params, run.bag_records[seq],
+                                   extra_trackers=sorted(extra_trackers), occlusion_records=1)
+        done_path = run.out / 'offline' / seq / 'done.json'
+        done = _read_json(done_path)
+        if done and done.get('fingerprint') == fingerprint and \
+                wanted <= set(done['timing']['methods']):
+            log(f'[ram-eval] {seq}: offline path done before, skipped')
+            continue
+        done_path.unlink(missing_ok=True)
+        if pipeline is None:
+            from ram_tracker.pipeline import TrackingPipeline
+            pipeline = TrackingPipeline.from_params(run.params)
+            log(f'[ram-eval] offline: {pipeline.describe()}')
+        log(f'[ram-eval] {seq}: offline path ({", ".join(sorted(wanted | set(extra_trackers)))})')
+        record = run_offline_sequence(seq, run.bag(seq), kitti.load_sequence(run.data_root, seq),
+                                      run.frames(seq), run.out, pipeline, methods, run.node_method,
+                                      extra_trackers, rosbag_io.BagConfig().rate_hz, log)
+        _write_json(done_path, {'fingerprint': fingerprint, 'timing': record})
+
+
+def _score_methods(run: _EvalRun, methods: Sequence[str]) -> dict:
+    """method -> headline scores of its result files; every score also in scores/<method>.json."""
+    gt, num_frames = {}, {}
+    for seq in run.sequences:
+        num_frames[seq] = run.frames(seq)
+        gt[seq] = [r for r in kitti.load_sequence(run.data_root, seq).labels
+                   if r.frame < num_frames[seq]]
+    scores = {}
+    for method in methods:
+        result = score_method(run.out / 'results' / method, gt, num_frames)
+        _write_json(run.out / 'scores' / f'{method}.json', result)
+        scores[method] = result['headline']
+    return scores
+
+
+def _per_sequence(run: _EvalRun, do_ros: bool, do_offline: bool) -> tuple[dict, bool | None]:
+    """Timing per sequence and, where both paths ran, whether the node's tracks are the offline
+    tracks; the second value: all sequences identical (None when not both paths ran)."""
+    per_sequence: dict = {}
+    identical = None
+    for seq in run.sequences:
+        entry = {'frames': run.frames(seq), 'bag_conversion_s': run.bag_records[seq]['seconds']}
+        ros_done = _read_json(run.out / 'ros' / seq / 'done.json') if do_ros else None
+        off_done = _read_json(run.out / 'offline' / seq / 'done.json') if do_offline else None
+        if ros_done:
+            entry['ros'] = ros_done['timing']
+        if off_done:
+            entry['offline'] = {k: v for k, v in off_done['timing'].items()
+                                if k not in ('hidden_objects', 'oracle_walk')}
+        if ros_done and off_done:
+            offline_frames = _read_json(run.out / 'offline' / seq / 'tracks.json')['frames']
+            difference = first_difference(
+                ros_rows(run.out / 'ros' / seq / 'output_bag', run.frames(seq)), offline_frames)
+            entry['ros_offline_identical'] = difference is None
+            entry['ros_offline_difference'] = difference
+            identical = (identical is not False) and difference is None
+        per_sequence[seq] = entry
+    return per_sequence, identical
+
+
 def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | None = None,
                      path: str = 'both', params_overrides: Mapping | None = None,
                      methods: Sequence[str] = ('walker', 'static', 'constant_velocity', 'none'),
@@ -540,128 +677,36 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
     source-image pixels, frame rate) -> per-frame lists of ram_tracker.pipeline.TrackOutput;
     scored like the occlusion models (offline path only)."""
     run_started = time.perf_counter()
-    if path not in PATHS:
-        raise EvalError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise EvalError(f"unknown method(s) {', '.join(unknown)} (occlusion models: {', '.join(METHODS)})")
     extra_trackers = dict(extra_trackers or {})
-    clash = set(extra_trackers) & (set(METHODS) | {ROS_METHOD})
-    if clash:
-        raise EvalError(f'extra tracker names clash with built-in methods: {sorted(clash)}')
-    if max_frames is not None and max_frames < 1:
-        raise EvalError(f'max_frames must be >= 1, got {max_frames}')
-    data_root = Path(data_root).expanduser().resolve()
-    names = select_sequences(data_root, sequences)
-    params, model_info = resolve_params(model_path, params_file, params_overrides)
-    out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    params_path = out / 'params.yaml'
-    atomic_write_text(params_path, yaml.safe_dump({'/**': {'ros__parameters': params}},
-                                                  sort_keys=False))
-    node_method = params['occlusion_model']
+    _check_arguments(path, methods, extra_trackers, max_frames)
+    run = _prepare_run(data_root, model_path, out_dir, sequences, params_file, params_overrides,
+                       max_frames, log)
     do_ros, do_offline = path in ('ros', 'both'), path in ('offline', 'both')
-    frame_rate = rosbag_io.BagConfig().rate_hz
-
-    per_sequence: dict = {}
-    bag_records = {seq: convert_sequence(data_root, seq, out, max_frames, log) for seq in names}
-
     if do_ros:
-        from ram_tracker.ros_env import in_process, isolated_ros_env
-        env = ros_env or isolated_ros_env()
-        with in_process(env):                       # the in-process replayer
-            for seq in names:
-                fingerprint = _fingerprint(model_info, params, bag_records[seq])
-                done_path = out / 'ros' / seq / 'done.json'
-                done = _read_json(done_path)
-                if done and done.get('fingerprint') == fingerprint and \
-                        (out / 'results' / ROS_METHOD / f'{seq}.txt').is_file():
-                    log(f'[ram-eval] {seq}: ROS path done before, skipped')
-                    continue
-                done_path.unlink(missing_ok=True)
-                log(f'[ram-eval] {seq}: ROS path (tracker_node, domain {env.get("ROS_DOMAIN_ID")})')
-                record = run_ros_sequence(seq, Path(bag_records[seq]['bag']),
-                                          bag_records[seq]['frames'], out, params_path, env, log)
-                _write_json(done_path, {'fingerprint': fingerprint, 'timing': record})
-
+        _run_ros_path(run, ros_env, log)
     if do_offline:
-        pipeline = None
-        for seq in names:
-            fingerprint = _fingerprint(model_info, params, bag_records[seq],
-                                       extra_trackers=sorted(extra_trackers),
-                                       occlusion_records=1)
-            done_path = out / 'offline' / seq / 'done.json'
-            done = _read_json(done_path)
-            wanted = set(methods) | {node_method}
-            if done and done.get('fingerprint') == fingerprint and \
-                    wanted <= set(done['timing']['methods']):
-                log(f'[ram-eval] {seq}: offline path done before, skipped')
-                continue
-            done_path.unlink(missing_ok=True)
-            if pipeline is None:
-                from ram_tracker.pipeline import TrackingPipeline
-                pipeline = TrackingPipeline.from_params(params)
-                log(f'[ram-eval] offline: {pipeline.describe()}')
-            log(f'[ram-eval] {seq}: offline path ({", ".join(sorted(wanted | set(extra_trackers)))})')
-            sequence = kitti.load_sequence(data_root, seq)
-            record = run_offline_sequence(seq, Path(bag_records[seq]['bag']), sequence,
-                                          bag_records[seq]['frames'], out, pipeline, methods,
-                                          node_method, extra_trackers, frame_rate, log)
-            _write_json(done_path, {'fingerprint': fingerprint, 'timing': record})
+        _run_offline_path(run, methods, extra_trackers, log)
 
-    # ---- scores and the summary (always recomputed from the files on disk)
-    gt, num_frames = {}, {}
-    for seq in names:
-        n = bag_records[seq]['frames']
-        sequence = kitti.load_sequence(data_root, seq)
-        gt[seq] = [r for r in sequence.labels if r.frame < n]
-        num_frames[seq] = n
-    scored = []
-    if do_offline:
-        scored += list(dict.fromkeys([*methods, *extra_trackers]))
-    if do_ros:
-        scored.append(ROS_METHOD)
-    scores = {}
-    for method in scored:
-        result = score_method(out / 'results' / method, gt, num_frames)
-        _write_json(out / 'scores' / f'{method}.json', result)
-        scores[method] = result['headline']
-
-    identical = None
-    for seq in names:
-        entry = {'frames': num_frames[seq], 'bag_conversion_s': bag_records[seq]['seconds']}
-        ros_done = _read_json(out / 'ros' / seq / 'done.json') if do_ros else None
-        off_done = _read_json(out / 'offline' / seq / 'done.json') if do_offline else None
-        if ros_done:
-            entry['ros'] = ros_done['timing']
-        if off_done:
-            entry['offline'] = {k: v for k, v in off_done['timing'].items()
-                                if k not in ('hidden_objects', 'oracle_walk')}
-        if ros_done and off_done:
-            offline_frames = _read_json(out / 'offline' / seq / 'tracks.json')['frames']
-            difference = first_difference(
-                ros_rows(out / 'ros' / seq / 'output_bag', num_frames[seq]), offline_frames)
-            entry['ros_offline_identical'] = difference is None
-            entry['ros_offline_difference'] = difference
-            identical = (identical is not False) and difference is None
-        per_sequence[seq] = entry
-
+    # scores and the summary: always recomputed from the files on disk
+    scored = list(dict.fromkeys([*methods, *extra_trackers])) if do_offline else []
+    scores = _score_methods(run, scored + ([ROS_METHOD] if do_ros else []))
+    per_sequence, identical = _per_sequence(run, do_ros, do_offline)
     methods_out = {m: s for m, s in scores.items() if m != ROS_METHOD}
     if not do_offline and ROS_METHOD in scores:
-        methods_out = {node_method: scores[ROS_METHOD]}
+        methods_out = {run.node_method: scores[ROS_METHOD]}
     summary = {
-        'dataset': str(data_root), 'split': 'training', 'sequences': names,
-        'git': git_state(), 'model': model_info, 'params': params,
+        'dataset': str(run.data_root), 'split': 'training', 'sequences': run.sequences,
+        'git': git_state(), 'model': run.model_info, 'params': run.params,
         'path': path, 'max_frames': max_frames, 'max_out_age': MAX_OUT_AGE,
         'methods': methods_out,
-        'ros': None if not do_ros else {'occlusion_model': node_method,
+        'ros': None if not do_ros else {'occlusion_model': run.node_method,
                                         'scores': scores.get(ROS_METHOD)},
         'ros_offline_identical': identical,
     }
-    summary.update(_occlusion_summary(out, names, do_offline, params))
+    summary.update(_occlusion_summary(run.out, run.sequences, do_offline, run.params))
     summary['per_sequence'] = per_sequence
     summary['wall_s'] = round(time.perf_counter() - run_started, 2)
-    _write_json(out / 'summary.json', summary)
+    _write_json(run.out / 'summary.json', summary)
     return summary
 
 
@@ -710,7 +755,8 @@ def _occlusion_summary(out: Path, names: Sequence[str], do_offline: bool, params
 
 
 # ---------------------------------------------------------------------------------------
-# CLI
+# CLI (`ram-eval`, `python -m ram_training.evaluation.kitti_eval`): arguments in, one call of
+# evaluate_dataset, its summary printed. Everything above is the library and knows no CLI.
 
 def _table(summary: dict) -> str:
     lines = [f"{'method':20s} {'class':11s} " + ' '.join(f'{k:>7s}' for k in (*HEADLINE, 'TrackAP'))]
@@ -726,7 +772,7 @@ def _table(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-def main(argv=None) -> int:
+def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='ram-eval', description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', required=True, help='KITTI-format dataset root (<root>/training/...)')
     parser.add_argument('--model', required=True,
@@ -740,7 +786,20 @@ def main(argv=None) -> int:
     parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS,
                         help='occlusion models of the offline path')
     parser.add_argument('--max-frames', type=int, default=None, help='first N frames of each sequence')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _report(summary: dict, out_dir) -> str:
+    lines = [_table(summary)]
+    if summary['ros_offline_identical'] is not None:
+        lines.append(f"ROS and offline tracks identical: {summary['ros_offline_identical']}")
+    lines.append(f"occluded localisation (px): {summary['occluded_localization_px']}")
+    lines.append(f"summary: {Path(out_dir) / 'summary.json'}")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> int:
+    args = _argument_parser().parse_args(argv)
     from ram_training.node_process import sigterm_exits
     try:
         with sigterm_exits():             # a killed run stops its tracker_node on the way out
@@ -750,11 +809,7 @@ def main(argv=None) -> int:
     except EvalError as error:
         print(f'ram-eval: error: {error}', file=sys.stderr)
         return 2
-    print(_table(summary))
-    if summary['ros_offline_identical'] is not None:
-        print(f"ROS and offline tracks identical: {summary['ros_offline_identical']}")
-    print(f"occluded localisation (px): {summary['occluded_localization_px']}")
-    print(f"summary: {Path(args.out) / 'summary.json'}")
+    print(_report(summary, args.out))
     return 0 if summary['ros_offline_identical'] is not False else 1
 
 

@@ -530,6 +530,91 @@ def _for_drawing(result, s: float, target_class: str):
     return FrameResult(tracks, beliefs, result.num_detections)
 
 
+def _filmstrip_pipeline(model_path, input_size, tracker_config, target_class: str):
+    """The RAM tracker of a World 1 model, on the CPU, at its training size unless given one."""
+    import torch
+
+    from ram_tracker.checkpoint import load_weights, trained_input_size
+    from ram_tracker.pipeline import TrackingPipeline
+    from ram_training.evaluation.world1 import LACATER_TRACKER
+    model, info = load_weights(model_path)
+    if input_size is None:
+        input_size = trained_input_size(info)
+        if input_size is None:
+            raise ValueError(f'{model_path} does not record its input size: pass input_size')
+    if model.cfg.class_names.count(target_class) != 1:
+        raise ValueError(f'the model has no class {target_class!r} (classes {model.cfg.class_names})')
+    return TrackingPipeline(model.eval(), tracker_config or LACATER_TRACKER,
+                            tuple(int(v) for v in input_size), torch.device('cpu'), info)
+
+
+def _track_hidden_stretch(pipeline, name: str, num_frames: int, frame, states, context: int,
+                          target_class: str) -> tuple[list, tuple[int, int], int]:
+    """Tracks the video as far as the filmstrip needs: (per-frame results, the target's longest
+    hidden stretch (first, last), the last frame tracked). The stretch comes from the ground
+    truth states, or else from the tracker's best target track being occluded."""
+    if states is not None:
+        hidden = _longest_run(np.asarray(states) != 0)
+        if hidden is None:
+            raise ValueError(f'{name}: the target is never hidden; nothing to follow')
+        last_needed = min(num_frames - 1, hidden[1] + context)
+    else:
+        last_needed = num_frames - 1
+    results = [pipeline.process(frame(t)) for t in range(last_needed + 1)]
+    if states is None:
+        occluded = []
+        for r in results:
+            targets = [o for o in r.tracks if o.class_name == target_class and o.state != 'lost']
+            best = max(targets, key=lambda o: o.score, default=None)
+            occluded.append(best is not None and best.state == 'occluded')
+        hidden = _longest_run(np.array(occluded))
+        if hidden is None:
+            raise ValueError(f'{name}: the tracker never reports the target as occluded')
+    return results, hidden, last_needed
+
+
+def _draw_filmstrip_frame(rgb: np.ndarray, t: int, result, truth, states, min_width: int,
+                          target_class: str) -> np.ndarray:
+    """One frame enlarged to at least min_width: the tracks and beliefs as the node's
+    debug_image draws them, the true target box in thin white, frame number and state."""
+    import cv2
+
+    from ram_tracker.visualize import draw_tracks
+    h, w = rgb.shape[:2]
+    s = max(1.0, min_width / w)
+    if s > 1:
+        rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_LINEAR)
+    r = _for_drawing(result, s, target_class)
+    canvas = draw_tracks(rgb, r.tracks, r.beliefs)
+    if truth is not None and np.all(np.isfinite(truth[t])) and truth[t][2] > truth[t][0]:
+        x1, y1, x2, y2 = (int(round(v * s)) for v in truth[t])
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 1)
+    label = f't={t}' + (f' {_state_name(states[t])}' if states is not None else '')
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    hh = canvas.shape[0]
+    cv2.rectangle(canvas, (0, hh - th - 6), (tw + 6, hh), (0, 0, 0), -1)
+    cv2.putText(canvas, label, (3, hh - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return canvas
+
+
+def _write_png(path, image_rgb: np.ndarray) -> None:
+    import cv2
+    ok, png = cv2.imencode('.png', image_rgb[:, :, ::-1])
+    if not ok:
+        raise RuntimeError('PNG encoding failed')
+    atomic_write_bytes(path, png.tobytes())
+
+
+def _write_gif(path, frames_rgb: Sequence[np.ndarray], fps: float) -> None:
+    from PIL import Image
+    pil = [Image.fromarray(image) for image in frames_rgb]
+    buffer = io.BytesIO()
+    pil[0].save(buffer, format='GIF', save_all=True, append_images=pil[1:],
+                duration=max(20, int(round(1000 / fps))), loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def belief_filmstrip(model_path, video, out_png, out_gif, *, input_size=None, tracker_config=None,
                      num_tiles: int = 12, context: int = 6, max_gif_frames: int = 90,
                      fps: float = 10.0, min_width: int = 320, target_class: str = 'target') -> dict:
@@ -547,82 +632,24 @@ def belief_filmstrip(model_path, video, out_png, out_gif, *, input_size=None, tr
     Tracker: World 1's Algorithm 1 settings (evaluation/world1.LACATER_TRACKER), walker.
     Returns {'png', 'gif', 'video', 'model', 'hidden': (first, last), 'frames': [tile frames],
     'gif_frames': [...], 'target_belief': [per tile: a target belief is drawn]}."""
-    import cv2
-    import torch
-    from PIL import Image
-
-    from ram_tracker.checkpoint import load_weights, trained_input_size
-    from ram_tracker.pipeline import TrackingPipeline
-    from ram_tracker.visualize import draw_tracks, filmstrip
-    from ram_training.evaluation.world1 import LACATER_TRACKER
+    from ram_tracker.visualize import filmstrip
 
     if num_tiles < 1 or max_gif_frames < 1 or context < 0 or fps <= 0:
         raise ValueError('num_tiles and max_gif_frames must be >= 1, context >= 0, fps > 0')
     name, num_frames, frame, states, truth = _open_video(video)
-    model, info = load_weights(model_path)
-    if input_size is None:
-        input_size = trained_input_size(info)
-        if input_size is None:
-            raise ValueError(f'{model_path} does not record its input size: pass input_size')
-    if model.cfg.class_names.count(target_class) != 1:
-        raise ValueError(f'the model has no class {target_class!r} (classes {model.cfg.class_names})')
-    pipeline = TrackingPipeline(model.eval(), tracker_config or LACATER_TRACKER,
-                                tuple(int(v) for v in input_size), torch.device('cpu'), info)
-    if states is not None:
-        hidden = _longest_run(np.asarray(states) != 0)
-        if hidden is None:
-            raise ValueError(f'{name}: the target is never hidden; nothing to follow')
-        last_needed = min(num_frames - 1, hidden[1] + context)
-    else:
-        last_needed = num_frames - 1
-    results = []
-    for t in range(last_needed + 1):
-        results.append(pipeline.process(frame(t)))
-    if states is None:
-        occluded = []
-        for r in results:
-            targets = [o for o in r.tracks if o.class_name == target_class and o.state != 'lost']
-            best = max(targets, key=lambda o: o.score, default=None)
-            occluded.append(best is not None and best.state == 'occluded')
-        hidden = _longest_run(np.array(occluded))
-        if hidden is None:
-            raise ValueError(f'{name}: the tracker never reports the target as occluded')
+    pipeline = _filmstrip_pipeline(model_path, input_size, tracker_config, target_class)
+    results, hidden, last_needed = _track_hidden_stretch(pipeline, name, num_frames, frame, states,
+                                                         context, target_class)
     first, last = max(0, hidden[0] - context), min(last_needed, hidden[1] + context)
     gif_frames = np.unique(np.linspace(first, last, min(max_gif_frames, last - first + 1))
                            .round().astype(int)).tolist()
     tile_frames = np.unique(np.linspace(first, last, min(num_tiles, last - first + 1))
                             .round().astype(int)).tolist()
-
-    def drawn(t):
-        rgb = frame(t)
-        h, w = rgb.shape[:2]
-        s = max(1.0, min_width / w)
-        if s > 1:
-            rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_LINEAR)
-        r = _for_drawing(results[t], s, target_class)
-        canvas = draw_tracks(rgb, r.tracks, r.beliefs)
-        if truth is not None and np.all(np.isfinite(truth[t])) and truth[t][2] > truth[t][0]:
-            x1, y1, x2, y2 = (int(round(v * s)) for v in truth[t])
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 1)
-        label = f't={t}' + (f' {_state_name(states[t])}' if states is not None else '')
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        hh = canvas.shape[0]
-        cv2.rectangle(canvas, (0, hh - th - 6), (tw + 6, hh), (0, 0, 0), -1)
-        cv2.putText(canvas, label, (3, hh - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
-                    cv2.LINE_AA)
-        return canvas
-
-    images = {t: drawn(t) for t in sorted(set(gif_frames) | set(tile_frames))}
-    strip = filmstrip([images[t] for t in tile_frames], columns=4, width=min_width)
-    ok, png = cv2.imencode('.png', strip[:, :, ::-1])
-    if not ok:
-        raise RuntimeError('PNG encoding failed')
-    atomic_write_bytes(out_png, png.tobytes())
-    pil = [Image.fromarray(images[t]) for t in gif_frames]
-    buffer = io.BytesIO()
-    pil[0].save(buffer, format='GIF', save_all=True, append_images=pil[1:],
-                duration=max(20, int(round(1000 / fps))), loop=0)
-    atomic_write_bytes(out_gif, buffer.getvalue())
+    images = {t: _draw_filmstrip_frame(frame(t), t, results[t], truth, states, min_width,
+                                       target_class)
+              for t in sorted(set(gif_frames) | set(tile_frames))}
+    _write_png(out_png, filmstrip([images[t] for t in tile_frames], columns=4, width=min_width))
+    _write_gif(out_gif, [images[t] for t in gif_frames], fps)
     return {'png': str(out_png), 'gif': str(out_gif), 'video': name, 'model': str(model_path),
             'hidden': hidden, 'frames': tile_frames, 'gif_frames': gif_frames,
             'target_belief': [any(b.class_name == target_class for b in results[t].beliefs)

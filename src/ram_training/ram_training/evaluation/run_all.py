@@ -47,6 +47,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -546,19 +547,23 @@ def _append_report(report: Path, results: dict) -> None:
     atomic_write_text(report, report.read_text() + ''.join(md))
 
 
-def run(args) -> dict:
-    import torch
+def _check_ros_installed() -> None:
+    try:
+        import rclpy  # noqa: F401
+        from ram_training.node_process import installed_node
+        node = installed_node()
+    except Exception as error:        # noqa: BLE001 - any reason means: no ROS here
+        raise RunAllError(f'the ROS path needs ROS 2 (rclpy) and the built workspace '
+                          f'({error}); run `make setup` and `. scripts/env.sh`, or pass '
+                          '--skip-ros for the offline evaluation only') from None
+    if not node.exists():
+        raise RunAllError(f'tracker_node is not installed ({node}): run `make setup`, '
+                          'or pass --skip-ros')
 
-    from ram_training.evaluation import report as rep
-    from ram_training.evaluation.kitti_eval import git_state
-    started = time.perf_counter()
-    load_start = os.getloadavg() if hasattr(os, 'getloadavg') else None
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    datasets = list(dict.fromkeys(args.datasets))
-    do1, do2 = 'world1' in datasets, 'world2' in datasets
 
-    # everything that can be checked before computing anything
+def _required_models(args, do1: bool, do2: bool) -> dict:
+    """The model files the run needs, and ROS for the World 2 node, checked before computing
+    anything."""
     models = {}
     if do1:
         models['world1_ram'] = require_model(args.world1_model, 'World 1 RAM', '--world1-model')
@@ -569,102 +574,86 @@ def run(args) -> dict:
     if do2:
         models['world2_ram'] = require_model(args.world2_model, 'World 2 RAM', '--world2-model')
         if not args.skip_ros:
-            try:
-                import rclpy  # noqa: F401
-                from ram_training.node_process import installed_node
-                node = installed_node()
-            except Exception as error:        # noqa: BLE001 - any reason means: no ROS here
-                raise RunAllError(f'the ROS path needs ROS 2 (rclpy) and the built workspace '
-                                  f'({error}); run `make setup` and `. scripts/env.sh`, or pass '
-                                  '--skip-ros for the offline evaluation only') from None
-            if not node.exists():
-                raise RunAllError(f'tracker_node is not installed ({node}): run `make setup`, '
-                                  'or pass --skip-ros')
+            _check_ros_installed()
+    return models
 
-    results: dict = {'commit': None, 'git': git_state(ROOT), 'argv': list(args.argv),
-                     'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                     'models': {k: model_record(p) for k, p in models.items()},
-                     'data': {}, 'datasets': {}, 'occlusion_errors': [], 'timings_s': {}}
-    results['commit'] = results['git']['commit']
+
+@contextmanager
+def _stage(timings: dict, name: str):
+    """Times one stage into timings[name] (seconds) and prints it; a stage that fails is not
+    timed."""
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 1)
+    _log(f'[eval] stage {name}: {timings[name]} s')
+
+
+def _world1_stage(results: dict, w1_root: Path, args, models: dict, out: Path) -> None:
+    w1 = run_world1(w1_root, args.world1_videos, models['world1_ram'],
+                    models.get('world1_nowalk'), out)
+    results['datasets']['world1'] = {'methods': w1['methods'],
+                                     'fresh_first': w1.get('fresh_first', {})}
+    results['data']['world1']['frames'] = w1['frames']
+    results['occlusion_errors'] += w1['occlusion_errors']
+    results['world1_throughput'] = {
+        'frames': w1['frames'], 'model_passes_per_frame': w1['model_passes_per_frame'],
+        'seconds': w1['seconds'], 'cached': w1['cached'],
+        'frames_per_s': round(w1['frames'] / w1['seconds'], 2) if w1['seconds'] else None}
+
+
+def _world2_stage(results: dict, w2_root: Path, w2_names: list, args, models: dict,
+                  out: Path) -> None:
+    summary = run_world2(w2_root, w2_names, models['world2_ram'], out, args.threads,
+                         args.skip_ros)
+    section, records = world2_section(summary, out / 'world2')
+    results['datasets']['world2'] = section
+    results['occlusion_errors'] += records
+    per_seq = summary['per_sequence']
+    results['world2_throughput'] = {
+        'frames': sum(s['frames'] for s in per_seq.values()),
+        'offline_model_pass_s': round(sum((s.get('offline') or {}).get('model_pass_s', 0)
+                                          for s in per_seq.values()), 2),
+        'ros_wall_s': round(sum((s.get('ros') or {}).get('wall_s', 0)
+                                for s in per_seq.values()), 2),
+        'evaluate_dataset_wall_s': summary['wall_s'],
+        'resumed_sequence_paths': summary['resumed_runs']}
+
+
+def _ablations_stage(results: dict, w2_root: Path, w2_names: list, args, models: dict,
+                     out: Path) -> None:
+    """Table 3's rows that have model files, into World 2's methods."""
+    ablations, methods, records = run_ablations(w2_root, w2_names, Path(args.ablations_dir),
+                                                out, args.threads,
+                                                world2_recipe(models['world2_ram']))
+    results['datasets']['world2']['methods'].update(methods)
+    results['occlusion_errors'] += records
+    results['ablations'] = ablations
+
+
+def _filmstrip_stage(results: dict, w1_root: Path, args, models: dict, out: Path) -> dict:
+    from ram_training.evaluation import report as rep
+    video = filmstrip_video(w1_root, args.world1_videos)
+    strip = rep.belief_filmstrip(models['world1_ram'], video, out / rep.FILMSTRIP_PNG,
+                                 out / rep.FILMSTRIP_GIF)
+    strip['gif_size'] = shrink_gif(out / rep.FILMSTRIP_GIF)
+    strip['video'] = _rel(video)
+    strip['model'] = _rel(models['world1_ram'])
+    results['filmstrip'] = {'video': strip['video'], 'png': _rel(strip['png']),
+                            'gif': _rel(strip['gif']), 'hidden_frames': list(strip['hidden']),
+                            'gif_bytes': strip['gif_size']['bytes'],
+                            'gif_frame_step': strip['gif_size']['frame_step']}
+    return strip
+
+
+def _write_outputs(results: dict, out: Path, strip: dict | None, started: float) -> Path:
+    """REPORT.md (timed as the 'report' stage), then its "This run" section and results.json,
+    which carry the total time."""
+    from ram_training.evaluation import report as rep
     timings = results['timings_s']
-
-    def stage(name, t0):
-        timings[name] = round(time.perf_counter() - t0, 1)
-        _log(f'[eval] stage {name}: {timings[name]} s')
-
-    t0 = time.perf_counter()
-    if do1:
-        w1_root, results['data']['world1'] = world1_test_data(
-            args.world1_data, args.world1_videos, args.world1_size, args.world1_frames,
-            args.world1_seed, workers=args.threads)
-    if do2:
-        w2_root, w2_names, results['data']['world2'] = world2_test_data(
-            args.world2_data, args.world2_sequences, args.world2_size, args.world2_frames,
-            args.world2_seed, workers=args.threads)
-    stage('data', t0)
-
-    if do1:
-        t0 = time.perf_counter()
-        w1 = run_world1(w1_root, args.world1_videos, models['world1_ram'],
-                        models.get('world1_nowalk'), out)
-        results['datasets']['world1'] = {'methods': w1['methods'],
-                                         'fresh_first': w1.get('fresh_first', {})}
-        results['data']['world1']['frames'] = w1['frames']
-        results['occlusion_errors'] += w1['occlusion_errors']
-        results['world1_throughput'] = {
-            'frames': w1['frames'], 'model_passes_per_frame': w1['model_passes_per_frame'],
-            'seconds': w1['seconds'], 'cached': w1['cached'],
-            'frames_per_s': round(w1['frames'] / w1['seconds'], 2) if w1['seconds'] else None}
-        stage('world1', t0)
-
-    if do2:
-        t0 = time.perf_counter()
-        summary = run_world2(w2_root, w2_names, models['world2_ram'], out, args.threads,
-                             args.skip_ros)
-        section, records = world2_section(summary, out / 'world2')
-        results['datasets']['world2'] = section
-        results['occlusion_errors'] += records
-        per_seq = summary['per_sequence']
-        results['world2_throughput'] = {
-            'frames': sum(s['frames'] for s in per_seq.values()),
-            'offline_model_pass_s': round(sum((s.get('offline') or {}).get('model_pass_s', 0)
-                                              for s in per_seq.values()), 2),
-            'ros_wall_s': round(sum((s.get('ros') or {}).get('wall_s', 0)
-                                    for s in per_seq.values()), 2),
-            'evaluate_dataset_wall_s': summary['wall_s'],
-            'resumed_sequence_paths': summary['resumed_runs']}
-        stage('world2', t0)
-        t0 = time.perf_counter()
-        ablations, methods, records = run_ablations(w2_root, w2_names, Path(args.ablations_dir),
-                                                    out, args.threads,
-                                                    world2_recipe(models['world2_ram']))
-        section['methods'].update(methods)
-        results['occlusion_errors'] += records
-        results['ablations'] = ablations
-        stage('ablations', t0)
-
-    strip = None
-    if do1 and not args.no_filmstrip:
-        t0 = time.perf_counter()
-        video = filmstrip_video(w1_root, args.world1_videos)
-        strip = rep.belief_filmstrip(models['world1_ram'], video, out / rep.FILMSTRIP_PNG,
-                                     out / rep.FILMSTRIP_GIF)
-        strip['gif_size'] = shrink_gif(out / rep.FILMSTRIP_GIF)
-        strip['video'] = _rel(video)
-        strip['model'] = _rel(models['world1_ram'])
-        results['filmstrip'] = {'video': strip['video'], 'png': _rel(strip['png']),
-                                'gif': _rel(strip['gif']), 'hidden_frames': list(strip['hidden']),
-                                'gif_bytes': strip['gif_size']['bytes'],
-                                'gif_frame_step': strip['gif_size']['frame_step']}
-        stage('filmstrip', t0)
-
-    t0 = time.perf_counter()
-    results['machine'] = {'cpu_count': os.cpu_count(), 'threads': args.threads,
-                          'loadavg_at_start': [round(v, 2) for v in load_start] if load_start else None}
-    # The report's tables: the scores. Provenance, throughput and timings (the total is not
-    # known before the report is written) go into its "This run" section, appended below.
-    report_path = rep.write_report({k: results[k] for k in REPORTED}, out, strip)
-    stage('report', t0)
+    with _stage(timings, 'report'):
+        # The report's tables: the scores. Provenance, throughput and timings (the total is not
+        # known before the report is written) go into its "This run" section, appended below.
+        report_path = rep.write_report({k: results[k] for k in REPORTED}, out, strip)
     results['wall_s'] = round(time.perf_counter() - started, 1)
     results['budget_s'] = {'limit': BUDGET_S, 'measured': results['wall_s'],
                            'resumed': bool((results.get('world1_throughput') or {}).get('cached')
@@ -672,6 +661,51 @@ def run(args) -> dict:
                                            .get('resumed_sequence_paths'))}
     _append_report(report_path, results)
     atomic_write_text(out / 'results.json', json.dumps(results, indent=2) + '\n')
+    return report_path
+
+
+def run(args) -> dict:
+    import torch
+
+    from ram_training.evaluation.kitti_eval import git_state
+    started = time.perf_counter()
+    load_start = os.getloadavg() if hasattr(os, 'getloadavg') else None
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    datasets = list(dict.fromkeys(args.datasets))
+    do1, do2 = 'world1' in datasets, 'world2' in datasets
+    models = _required_models(args, do1, do2)
+
+    results: dict = {'commit': None, 'git': git_state(ROOT), 'argv': list(args.argv),
+                     'created': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                     'models': {k: model_record(p) for k, p in models.items()},
+                     'data': {}, 'datasets': {}, 'occlusion_errors': [], 'timings_s': {}}
+    results['commit'] = results['git']['commit']
+    timings = results['timings_s']
+    with _stage(timings, 'data'):
+        if do1:
+            w1_root, results['data']['world1'] = world1_test_data(
+                args.world1_data, args.world1_videos, args.world1_size, args.world1_frames,
+                args.world1_seed, workers=args.threads)
+        if do2:
+            w2_root, w2_names, results['data']['world2'] = world2_test_data(
+                args.world2_data, args.world2_sequences, args.world2_size, args.world2_frames,
+                args.world2_seed, workers=args.threads)
+    if do1:
+        with _stage(timings, 'world1'):
+            _world1_stage(results, w1_root, args, models, out)
+    if do2:
+        with _stage(timings, 'world2'):
+            _world2_stage(results, w2_root, w2_names, args, models, out)
+        with _stage(timings, 'ablations'):
+            _ablations_stage(results, w2_root, w2_names, args, models, out)
+    strip = None
+    if do1 and not args.no_filmstrip:
+        with _stage(timings, 'filmstrip'):
+            strip = _filmstrip_stage(results, w1_root, args, models, out)
+    results['machine'] = {'cpu_count': os.cpu_count(), 'threads': args.threads,
+                          'loadavg_at_start': [round(v, 2) for v in load_start] if load_start else None}
+    report_path = _write_outputs(results, out, strip, started)
     _log(f"[eval] total {results['wall_s']} s (budget {BUDGET_S} s); stages: "
          + ', '.join(f'{k} {v} s' for k, v in timings.items()))
     _log(f'[eval] results: {out / "results.json"}  report: {report_path}')
