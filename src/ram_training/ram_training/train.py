@@ -31,7 +31,6 @@ import csv
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from ram_tracker.model import build_model
 from .losses import compute_losses
 from .occlusion_metric import OcclusionErrors, occluded_localisation
 from .targets import build_targets
+from .provenance import git_commit
 from .train_config import ConfigError, TrainConfig, dump_yaml, from_dict, load_config
 
 CHECKPOINT_FORMAT = "ram-train-checkpoint/1"
@@ -159,21 +159,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 # ----------------------------------------------------------------------------------------------
 # checkpoints
-
-def git_commit() -> str:
-    """HEAD of the repository this file is in, '+dirty' when tracked files differ; 'unknown' outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        if not head:
-            return "unknown"
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=20).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
 
 def rng_states() -> dict:
     state = np.random.get_state()

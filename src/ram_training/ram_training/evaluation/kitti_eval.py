@@ -43,7 +43,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -56,6 +55,7 @@ import yaml
 from ram_tracker.checkpoint import file_sha256  # noqa: F401 (also imported from here by run_all)
 from ram_training.data import kitti, rosbag_io
 from ram_training.data.atomic import atomic_write_text
+from ram_training.provenance import git_state
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
 METHODS = ('walker', 'static', 'constant_velocity', 'none')
@@ -79,17 +79,6 @@ class EvalError(ValueError):
 
 # ---------------------------------------------------------------------------------------
 # inputs
-
-def git_state(root: Path = ROOT) -> dict:
-    def git(*args):
-        return subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
-    try:
-        return {'commit': git('rev-parse', 'HEAD'),
-                'dirty': bool(git('status', '--porcelain', '--untracked-files=no'))}
-    except (OSError, subprocess.SubprocessError):
-        return {'commit': None, 'dirty': None}
-
 
 def parse_overrides(items: Iterable[str]) -> dict:
     """['key=value', ...] -> {key: value}, values read as YAML (numbers, booleans, strings)."""

@@ -667,7 +667,7 @@ def _write_outputs(results: dict, out: Path, strip: dict | None, started: float)
 def run(args) -> dict:
     import torch
 
-    from ram_training.evaluation.kitti_eval import git_state
+    from ram_training.provenance import git_state
     started = time.perf_counter()
     load_start = os.getloadavg() if hasattr(os, 'getloadavg') else None
     torch.set_num_threads(args.threads)
