@@ -17,6 +17,8 @@ def atomic_path(path, keep_suffix: bool = False):
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}{path.suffix if keep_suffix else ""}')
     try:
         yield tmp
+        with open(tmp, 'rb') as written:        # on disk before the rename: a crash leaves
+            os.fsync(written.fileno())          # the old file or the whole new one
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ram_tracker.atomic_write import atomic_path
 from ram_tracker.model import ModelConfig, RAMModel, build_model
 
 FORMAT = 'ram-ros-weights/1'
@@ -26,21 +25,13 @@ class WeightsError(ValueError):
 
 
 def save_weights(path: str | Path, model: RAMModel, info: dict | None = None) -> Path:
-    """Write `model`'s weights and config atomically (temp file in the same folder + rename)."""
+    """Write `model`'s weights and config atomically (atomic_write.atomic_path)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {'format': FORMAT, 'model_config': json.dumps(model.cfg.to_dict()),
                 'info': json.dumps(info or {})}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a deployed model is readable by everyone
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from ram_tracker.checkpoint import save_weights
 from ram_tracker.model import build_model
 
+from .data.atomic import atomic_path
 from .losses import compute_losses
 from .occlusion_metric import OcclusionErrors, occluded_localisation
 from .targets import build_targets
@@ -184,18 +185,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     any point leaves either the previous checkpoint or the new one, never half a file. The
     temp files that killed runs left are removed first (one a live process is writing is not)."""
     from .data.atomic import remove_leftovers_of_dead_runs
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers_of_dead_runs(path.parent, f".{path.name}.tmp")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    remove_leftovers_of_dead_runs(Path(path).parent, f".{Path(path).name}.tmp")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -233,12 +225,10 @@ class MetricsLog:
         if resume_step is not None and path.exists():      # drop what a killed run logged after its checkpoint
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= resume_step]
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
         self.file = open(path, "a", newline="")
         self.writer = csv.DictWriter(self.file, CSV_COLUMNS, extrasaction="ignore")
         # purge_step: TensorBoard hides what a killed run logged after its checkpoint (as the CSV drops it)
