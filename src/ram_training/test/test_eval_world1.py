@@ -132,10 +132,9 @@ def test_nearest_occluder_follows_the_moving_occluder_not_the_nearest_object():
     np.testing.assert_allclose(hidden, [124, 44, 136, 56])
 
 
-def test_nearest_occluder_is_evaluated_in_the_same_pass_on_a_none_tracker(monkeypatch, tmp_path):
-    """evaluate_models runs the heuristic on the 'none' tracker's results: with a detector that
-    sees the target in frames 0-4 and a cone moving right, the heuristic's box follows the
-    cone while the 'last_seen' box stays (hand-computed IoUs against a scripted truth)."""
+def _scripted_world(monkeypatch):
+    """World 1 evaluation on a scripted detector: the target seen in frames 0-4, then inside a cone
+    moving right 4 px/frame. Returns (the world1 module patched, the video)."""
     from ram_training.evaluation import world1 as w1
     from ram_tracker.tracker import Detections
 
@@ -189,6 +188,14 @@ def test_nearest_occluder_is_evaluated_in_the_same_pass_on_a_none_tracker(monkey
 
     monkeypatch.setattr(w1, 'world1_videos', lambda root, split: [FakeVideo()])
     monkeypatch.setattr(w1, 'StreamingModel', FakeStream)
+    return w1, FakeVideo
+
+
+def test_nearest_occluder_is_evaluated_in_the_same_pass_on_a_none_tracker(monkeypatch, tmp_path):
+    """evaluate_models runs the heuristic on the 'none' tracker's results: with a detector that
+    sees the target in frames 0-4 and a cone moving right, the heuristic's box follows the
+    cone while the 'last_seen' box stays (hand-computed IoUs against a scripted truth)."""
+    w1, FakeVideo = _scripted_world(monkeypatch)
     results = w1.evaluate_models({'m': (None, {'nearest_occluder': w1.NEAREST_OCCLUDER,
                                                'last_seen': 'static'})},
                                  tmp_path, 'test', (64, 64), log=lambda *_: None)
@@ -251,3 +258,19 @@ def test_walker_drift_on_world2_reads_the_hidden_boxes(tmp_path):
     report = json.loads(out.read_text())
     assert report['kind'] == 'world2' and report['all']['frames'] > 0
     assert sum(r['frames'] for r in report['by_walk_length']) == report['all']['frames']
+
+
+def test_a_frame_without_a_target_item_repeats_the_previous_box(monkeypatch, tmp_path):
+    """The authors' LA-CATER protocol: a frame with no target item scores the previous frame's
+    box. A tracker without permanence drops the hidden target at once; its hidden frames then
+    score the box of the last frame it had, exactly what 'last seen' scores (IoU 0 before)."""
+    w1, video = _scripted_world(monkeypatch)
+    results = w1.evaluate_models({'m': (None, {'no_permanence': 'none', 'last_seen': 'static'})},
+                                 tmp_path, 'test', (64, 64), log=lambda *_: None)
+    assert results['m/no_permanence']['miou_contained'] == pytest.approx(results['m/last_seen']['miou_contained'])
+    assert results['m/no_permanence']['miou_contained'] > 0.05
+
+
+def test_of_equal_scores_the_later_target_item_wins():
+    first, later = _track('target', 0.7, 'occluded', 20), _track('target', 0.7, 'visible', 40)
+    np.testing.assert_allclose(target_box(FrameResult([first, later], [], 1)), [38, 8, 42, 12])

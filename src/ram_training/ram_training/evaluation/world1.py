@@ -1,9 +1,9 @@
 """World 1 (LA-CATER-like) evaluation: mean IoU of the target's box per target state.
 
-Protocol (paper Table 1, RAM_NOTES "Evaluation"): in every frame the method reports the
-highest-scoring box of the target class, walker boxes of occluded tracks included; its IoU with
-the target's true box (known even when hidden) is averaged over the frames of each state
-(visible / occluded / contained / carried) within a video, then over the videos that have
+Protocol (paper Table 1; docs/METHOD.md#evaluation-protocols): in every frame the method
+reports the highest-scoring box of the target class, walker boxes of occluded tracks included;
+its IoU with the target's true box (known even when hidden) is averaged over the frames of each
+state (visible / occluded / contained / carried) within a video, then over the videos that have
 frames in that state. No frame is skipped: a frame without a target box scores IoU 0.
 
 One model pass per frame feeds every occlusion model (walker, last seen, constant velocity,
@@ -80,7 +80,7 @@ def target_box(result: FrameResult, class_name: str = 'target', rule: str = 'sco
     if not live:
         return None
     if rule == 'score':
-        best = max(live, key=lambda t: t.score)         # first of equals: the tracker's order
+        best = max(reversed(live), key=lambda t: t.score)   # of equals the later item (authors' rule)
     elif rule == 'fresh_first':
         best = max(live, key=lambda t: (t.state == 'visible', -t.frames_since_seen, t.score))
     elif rule == 'oracle':
@@ -230,6 +230,7 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
             keys = {(m, r): f'{label}/{m}' + (f'@{r}' if i else '')
                     for m in methods for i, r in enumerate(rules)}
             ious = {key: {s: [] for s in STATES} for key in keys.values()}
+            previous = {}                 # the last box each (method, rule) gave, in source pixels
             errors = {m: [] for m in methods}
             for t in range(video.num_frames):
                 _, results = trackers.step(video.image(t))
@@ -238,6 +239,10 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
                     for i, rule in enumerate(rules):
                         box = (heuristic_box if method in heuristics
                                else target_box(result, rule=rule, truth=truth[t]))
+                        # the authors' protocol: a frame without a target item repeats the
+                        # previous frame's box (IoU 0 only before the method's first box)
+                        box = previous.get((method, rule)) if box is None else box
+                        previous[method, rule] = box
                         iou = 0.0 if box is None else box_iou(box, truth[t])
                         ious[keys[method, rule]][STATES[states[t]]].append(iou)
                         if i == 0:
