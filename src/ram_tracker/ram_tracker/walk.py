@@ -8,7 +8,8 @@ M walkers (objects) on N = H * W nodes. Propagation is X <- X A.
 Two forms of A:
   * global: a dense (B, N, N) matrix, every node connected to every node (paper eq. 1);
   * local (paper sec. 3.3): node i only connects to the nodes of a square window of
-    (2R+1) x (2R+1) cells around its own position, R = int(r * H) (RAM_NOTES: official window).
+    (2R+1) x (2R+1) cells around its own position, R = int(r * H) (the official window;
+    docs/METHOD.md#transitions).
     Stored sparse as values (B, N, K), K = (2R+1)^2, with an implicit offset table: entry k of
     row i is the node at i's position + offsets[k]. Neighbours outside the image are masked
     out of the softmax (value exactly 0; the official code lets them leak onto node 0).
@@ -17,7 +18,7 @@ The local logits are computed with a tiled matmul + gather: the grid is cut into
 each tile's queries are multiplied with its (S+2R)^2 neighbourhood in the next frame (one
 batched matmul, BLAS speed), then the K entries of each node's own window are gathered.
 Memory stays O(N * (S+2R)^2) instead of unfold's O(D * N * K) (which blows up on big grids,
-see ROS_ENV.md), and no dense N x N matrix is ever built.
+measured in docs/METHOD.md#transitions), and no dense N x N matrix is ever built.
 
 Pure PyTorch, no ROS, no custom CUDA; device follows the input tensors.
 """

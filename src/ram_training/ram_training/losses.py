@@ -41,7 +41,7 @@ WALK_NORMALISATIONS = ("frame", "global")
 @dataclass
 class LossConfig:
     variant: str = "ram"             # ram | no_walk (L_PT only) | supervised_invisible (PermaTrack baseline)
-    # L_PT weights (RAM_NOTES: heatmap 0.5 in RAM, size 0.1, offsets 1)
+    # L_PT weights (docs/METHOD.md#detection-losses: heatmap 0.5 in RAM, size 0.1, offsets 1)
     hm_weight: float = 0.5
     wh_weight: float = 0.1
     reg_weight: float = 1.0

@@ -3,7 +3,7 @@
 Both backbones produce a pyramid at strides 4, 8, 16, 32 and share one upsampling neck
 (IDA-style: the deepest level is upsampled step by step and merged with each shallower one),
 ending at stride 4 with `neck_channels` channels. The official DLA-34 neck uses deformable
-convolutions; plain 3x3 convolutions replace them here (RAM_NOTES: DCN is not needed).
+convolutions; plain 3x3 convolutions replace them here (docs/METHOD.md#model: DCN is not needed).
 """
 from typing import List
 
