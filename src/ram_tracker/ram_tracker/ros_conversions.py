@@ -16,6 +16,17 @@ from ram_msgs.msg import BeliefArray, BeliefGrid, TrackedObject, TrackedObjectAr
 from ram_tracker.pipeline import Belief, TrackOutput
 from ram_tracker.visualize import track_colour
 
+# vision_msgs is optional: no PyPI wheel, and not every ROS install has it (this workspace builds
+# the upstream package, src/third_party/vision_msgs). Without it the node publishes everything
+# but `detections`.
+try:
+    from vision_msgs.msg import (Detection2D, Detection2DArray, ObjectHypothesis,
+                                 ObjectHypothesisWithPose)
+    VISION_MSGS_MISSING = ''
+except ImportError as error:
+    Detection2DArray = None
+    VISION_MSGS_MISSING = f'vision_msgs is not importable ({error})'
+
 STATE = {'visible': TrackedObject.STATE_VISIBLE, 'occluded': TrackedObject.STATE_OCCLUDED,
          'lost': TrackedObject.STATE_LOST}
 SOURCE = {'detection': TrackedObject.SOURCE_DETECTION, 'walker': TrackedObject.SOURCE_WALKER}
@@ -43,6 +54,28 @@ def tracks_to_msg(header: Header, tracks: list[TrackOutput]) -> TrackedObjectArr
     out = TrackedObjectArray()
     out.header = header
     out.tracks = [track_to_msg(t) for t in tracks]
+    return out
+
+
+def tracks_to_detections(header: Header, tracks: list[TrackOutput]) -> 'Detection2DArray':
+    """The standard-message view of `tracks` for vision_msgs consumers: one Detection2D per
+    visible or occluded track (occluded: the box the walker believes in; ended tracks left out),
+    `id` = the track id, one hypothesis with the class name and score, the box in image pixels.
+    vision_msgs has no occlusion state: `tracks` carries it."""
+    out = Detection2DArray()
+    out.header = header
+    for track in tracks:
+        if track.state == 'lost':
+            continue
+        detection = Detection2D()
+        detection.header = header
+        detection.id = str(track.track_id)
+        cx, cy, w, h = (float(v) for v in track.box_cxcywh)
+        detection.bbox.center.position.x, detection.bbox.center.position.y = cx, cy
+        detection.bbox.size_x, detection.bbox.size_y = w, h
+        detection.results = [ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(
+            class_id=track.class_name, score=float(track.score)))]
+        out.detections.append(detection)
     return out
 
 

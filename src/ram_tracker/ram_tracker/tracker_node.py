@@ -14,6 +14,10 @@ Parameters are declared from the schema (type, range, description: describe_para
 them). A change at runtime is validated like configure validates; Algorithm 1's thresholds go
 to the running tracker at once, what needs the model reloaded is refused until cleanup.
 
+/diagnostics judges the last `diagnostics.window_s` seconds of the image stream (StreamWindow):
+WARN while no image arrived yet or for `diagnostics.stale_after_s`, for a rate or latency past
+its threshold, and for rejected frames; OK again once a window passes clean.
+
 All computation lives in ram_tracker.pipeline (no ROS); message building in ros_conversions.
 """
 from __future__ import annotations
@@ -48,8 +52,9 @@ from ram_tracker.checkpoint import WeightsError
 from ram_tracker.image_conversion import (ImageConversionError, compressed_to_rgb, image_to_rgb,
                                           rgb_to_image_fields)
 from ram_tracker.pipeline import TrackingPipeline
-from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg, track_markers,
-                                         tracks_to_msg)
+from ram_tracker.ros_conversions import (VISION_MSGS_MISSING, Detection2DArray,
+                                         belief_occupancy_grid, beliefs_to_msg, track_markers,
+                                         tracks_to_detections, tracks_to_msg)
 from ram_tracker.tracker import TrackerConfig
 from ram_tracker.visualize import draw_tracks
 
@@ -79,12 +84,15 @@ TRACKER_CONFIG_FIELDS = {
     'refine_hidden_boxes': 'refine_hidden_boxes',
     'walker_keeps_offset': 'walker_keeps_offset',
 }
-# Read for every frame: the next frame uses the new value.
+# Read for every frame or /diagnostics status: the next one uses the new value.
 PER_FRAME_PARAMETERS = frozenset({'error_log_period_s', 'belief_topk', 'publish_debug_image',
-                                  'display_scale'})
+                                  'display_scale', 'diagnostics.window_s',
+                                  'diagnostics.stale_after_s', 'diagnostics.min_rate_hz',
+                                  'diagnostics.max_latency_ms'})
 # Read by configure only (the model, its backend and input size, the subscriptions): refused
 # while the node is configured.
-CONFIGURE_PARAMETERS = frozenset({'model_path', 'allow_untrained', 'device', 'backend', 'num_threads',
+CONFIGURE_PARAMETERS = frozenset({'model_path', 'allow_untrained', 'device', 'backend', 'precision',
+                                  'calibration_images', 'num_threads',
                                   'input_width', 'input_height', 'use_camera_info',
                                   'image_transport'})
 # Read once, at start-up.
@@ -161,6 +169,64 @@ def tracker_config(params: dict, base: TrackerConfig | None = None) -> TrackerCo
     return replace(base, **fields) if base is not None else TrackerConfig(**fields)
 
 
+class StreamWindow:
+    """The image stream as /diagnostics judges it: when frames arrived, and the recent ones that
+    were tracked (with their latency) or rejected. Only the last `window_s` seconds count, so a
+    bad frame warns for one window and the status recovers by itself. Monotonic seconds."""
+
+    def __init__(self):
+        self.tracked: collections.deque = collections.deque()     # (time, latency ms)
+        self.rejected: collections.deque = collections.deque()    # time
+        self.last_frame: float | None = None
+        # The first frame after activation or after a stale gap: the rate is judged only once
+        # frames have been arriving for a whole window (not the moment a stream starts).
+        self.stream_start: float | None = None
+
+    def frame_arrived(self, now: float, stale_after_s: float) -> None:
+        if self.last_frame is None or now - self.last_frame > stale_after_s:
+            self.stream_start = now
+        self.last_frame = now
+
+    def forget_before(self, start: float) -> None:
+        while self.tracked and self.tracked[0][0] < start:
+            self.tracked.popleft()
+        while self.rejected and self.rejected[0] < start:
+            self.rejected.popleft()
+
+    def judge(self, now: float, params: dict, topic: str) -> tuple[list[str], dict]:
+        """(problems, values) over the last window: no frame yet or for too long, a rate below
+        or a median latency above its threshold, rejected frames."""
+        window = params['diagnostics.window_s']
+        self.forget_before(now - window)
+        latencies = sorted(latency for _, latency in self.tracked)
+        rate = len(self.tracked) / window
+        p50 = latencies[len(latencies) // 2] if latencies else None
+        problems = []
+        if self.last_frame is None:
+            problems.append(f'waiting for images on {topic}')
+        elif now - self.last_frame > params['diagnostics.stale_after_s']:
+            problems.append(f'no image for {now - self.last_frame:.1f} s on {topic}')
+        elif now - self.stream_start >= window and rate < params['diagnostics.min_rate_hz']:
+            problems.append(f"rate {rate:.2f} Hz below {params['diagnostics.min_rate_hz']:g} Hz "
+                            f'over the last {window:g} s')
+        if p50 is not None and p50 > params['diagnostics.max_latency_ms']:
+            problems.append(f"latency p50 {p50:.1f} ms above "
+                            f"{params['diagnostics.max_latency_ms']:g} ms over the last "
+                            f'{window:g} s')
+        if self.rejected:
+            problems.append(f'{len(self.rejected)} bad frames rejected in the last {window:g} s')
+        values = {
+            'window_s': f'{window:g}',
+            'frames_rejected_in_window': len(self.rejected),
+            'seconds_since_last_image': 'n/a' if self.last_frame is None else
+            f'{now - self.last_frame:.1f}',
+            'rate_hz': f'{rate:.2f}',
+            'latency_ms_p50': 'n/a' if p50 is None else f'{p50:.1f}',
+            'latency_ms_max': f'{latencies[-1]:.1f}' if latencies else 'n/a',
+        }
+        return problems, values
+
+
 def _one_line(text: str) -> str:
     """'invalid tracker parameters:\n  a: ...\n  b: ...' -> 'invalid tracker parameters: a: ...;
     b: ...' (a log line, a diagnostic message, a SetParametersResult reason)."""
@@ -194,8 +260,7 @@ class TrackerNode(LifecycleNode):
         self._pubs: dict = {}
         self._reset_srv = None
         self._counters = collections.Counter()
-        self._latencies_ms: collections.deque = collections.deque(maxlen=100)
-        self._processed_times: collections.deque = collections.deque(maxlen=100)
+        self._stream = StreamWindow()
         self._last_stamp: Time | None = None
         # Last publication sequence number taken, per publisher gid (drop counting).
         self._last_publication_seq: collections.OrderedDict = collections.OrderedDict()
@@ -330,6 +395,14 @@ class TrackerNode(LifecycleNode):
             'debug_image': self.create_lifecycle_publisher(Image, 'debug_image',
                                                            qos_profile_sensor_data),
         }
+        if Detection2DArray is not None:
+            self._pubs['detections'] = self.create_lifecycle_publisher(
+                Detection2DArray, 'detections', 10)
+            self.get_logger().info('vision_msgs output on: vision_msgs/Detection2DArray on '
+                                   f"{self.resolve_topic_name('detections')}")
+        else:
+            self.get_logger().info(f'vision_msgs output off: {VISION_MSGS_MISSING}; '
+                                   'tracks carries the same objects')
         # Depth 1: the newest image wins; the ones it replaced are counted as dropped
         # (publication sequence numbers, see _count_dropped).
         if self._params['image_transport'] == 'compressed':
@@ -354,6 +427,7 @@ class TrackerNode(LifecycleNode):
             except Exception as error:  # noqa: BLE001 - see on_configure
                 return self._fail('activate', error)
         self._failure = None
+        self._stream = StreamWindow()     # judged from this activation on: waiting for images
         self.get_logger().info(f'active: tracking images on {self._image_topic()}')
         return super().on_activate(state)
 
@@ -436,6 +510,7 @@ class TrackerNode(LifecycleNode):
             return
         started = time.perf_counter()
         self._counters['frames_received'] += 1
+        self._stream.frame_arrived(time.monotonic(), self._params['diagnostics.stale_after_s'])
         try:
             self._count_dropped(info)
             if not self._track(msg, decode):
@@ -446,13 +521,13 @@ class TrackerNode(LifecycleNode):
             self._reject(msg, error)
             return
         self._counters['frames_processed'] += 1
-        self._processed_times.append(time.monotonic())
-        self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
+        self._stream.tracked.append((time.monotonic(), (time.perf_counter() - started) * 1000.0))
 
     def _reject(self, msg, error: Exception) -> None:
         """Count and log (rate-limited, one call site for all reasons) a frame we cannot track:
         a malformed image, a stamp rclpy cannot represent, a failure anywhere downstream."""
         self._counters['frames_rejected'] += 1
+        self._stream.rejected.append(time.monotonic())
         # A malformed image explains itself; anything else needs its traceback to be fixed.
         trace = '' if isinstance(error, ImageConversionError) else \
             f'\n{traceback.format_exc().rstrip()}'
@@ -504,6 +579,8 @@ class TrackerNode(LifecycleNode):
     def _publish(self, msg, rgb: np.ndarray, result) -> None:
         header, p = msg.header, self._params
         self._pubs['tracks'].publish(tracks_to_msg(header, result.tracks))
+        if 'detections' in self._pubs:
+            self._pubs['detections'].publish(tracks_to_detections(header, result.tracks))
         self._pubs['belief'].publish(beliefs_to_msg(header, result.beliefs,
                                                     (rgb.shape[1], rgb.shape[0]),
                                                     p['belief_topk']))
@@ -545,13 +622,8 @@ class TrackerNode(LifecycleNode):
         status = DiagnosticStatus()
         status.name = f'{self.get_fully_qualified_name()}: tracking'
         status.hardware_id = self._pipeline.device_name if self._pipeline else ''
-        now = time.monotonic()
-        recent = [t for t in self._processed_times if now - t <= 5.0]
-        rate = len(recent) / 5.0
-        latencies = sorted(self._latencies_ms)
-        problems = []
-        if self._counters['frames_rejected']:
-            problems.append(f"{self._counters['frames_rejected']} bad frames rejected")
+        problems, window_values = self._stream.judge(time.monotonic(), self._params,
+                                                     self._image_topic())
         if self._camera_info_size and self._image_size and \
                 self._camera_info_size != self._image_size:
             problems.append(f'camera_info is {self._camera_info_size[0]}x'
@@ -566,9 +638,7 @@ class TrackerNode(LifecycleNode):
             'frames_dropped': self._counters['frames_dropped'],
             'frames_duplicate': self._counters['frames_duplicate'],
             'resets': self._counters['resets'],
-            'rate_hz': f'{rate:.2f}',
-            'latency_ms_p50': f'{latencies[len(latencies) // 2]:.1f}' if latencies else 'n/a',
-            'latency_ms_max': f'{latencies[-1]:.1f}' if latencies else 'n/a',
+            **window_values,
             'backend': self._pipeline.backend_name if self._pipeline else 'released',
             'device': self._pipeline.device_name if self._pipeline else 'released',
         }

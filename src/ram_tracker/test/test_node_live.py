@@ -3,8 +3,10 @@
 Three processes: this test (subscribes to tracks and /diagnostics), the node started as its
 installed executable with the installed params file, and frames_publisher.py sending a mix of
 good images (all encodings, padded rows) and malformed ones. The later tests publish from this
-test's own process (a stamp rclpy cannot convert, a burst faster than the node).
+test's own process (a stamp rclpy cannot convert, a burst faster than the node, a stream that
+starts, goes bad, recovers and stops, as /diagnostics judges it).
 """
+import os
 import subprocess
 import sys
 import time
@@ -14,16 +16,20 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
+import torch  # noqa: E402
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
                        qos_profile_sensor_data)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from ram_msgs.msg import BeliefArray, TrackedObjectArray  # noqa: E402
+from ram_msgs.msg import BeliefArray, TrackedObject, TrackedObjectArray  # noqa: E402
+from ram_tracker.checkpoint import save_weights  # noqa: E402
 from ram_tracker.image_conversion import rgb_to_image_fields  # noqa: E402
+from ram_tracker.model import ModelConfig, build_model  # noqa: E402
 from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -84,6 +90,15 @@ def _start_node(env, tmp_path, **params):
                   env, tmp_path / 'node.log')
 
 
+def _hot_weights(tmp_path) -> str:
+    """A tiny untrained model whose heatmap prior (sigmoid(1) = 0.73) is above the default
+    thresholds: every frame has detections that start tracks, and none pass 0.99."""
+    torch.manual_seed(0)
+    config = ModelConfig(backbone_width=8, neck_channels=16, memory_channels=16,
+                         head_channels=16, embed_channels=16, heatmap_bias=1.0)
+    return str(save_weights(tmp_path / 'hot.safetensors', build_model(config)))
+
+
 def _image(sec: int, frame_id: str, width: int = 320, height: int = 96) -> Image:
     rgb = np.random.default_rng(sec % 2**32).integers(0, 256, (height, width, 3), np.uint8)
     fields = rgb_to_image_fields(rgb, 'rgb8')
@@ -115,6 +130,7 @@ class _Listener:
         self.answered: set[int] = set()            # stamps (sec) the node answered on tracks
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_count = 0
+        self.status: DiagnosticStatus | None = None     # the node's latest
         self.node.create_subscription(
             TrackedObjectArray, 'tracks', lambda m: self.answered.add(m.header.stamp.sec),
             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
@@ -125,21 +141,24 @@ class _Listener:
             if 'tracker_node' in status.name:
                 self.diagnostics.update({kv.key: kv.value for kv in status.values})
                 self.diagnostics_count += 1
+                self.status = status
 
     def counter(self, key: str) -> int:
         return int(self.diagnostics.get(key, 0))
 
-    def spin_until(self, done, node_proc, log_path, timeout: float, resend=None) -> bool:
-        """Spin until done(); fail at once if the node process ended. `resend` (a message) is
-        published again every 0.5 s: best effort may lose a sample."""
+    def spin_until(self, done, node_proc, log_path, timeout: float, resend=None,
+                   every: float = 0.5) -> bool:
+        """Spin until done(); fail at once if the node process ended. `resend` (a message, or a
+        function that makes the next one) is published every `every` s: best effort may lose
+        a sample."""
         deadline, next_send = time.monotonic() + timeout, 0.0
         while time.monotonic() < deadline:
             assert node_proc.poll() is None, f'tracker_node ended:\n{log_path.read_text()}'
             if done():
                 return True
             if resend is not None and time.monotonic() >= next_send:
-                self.pub.publish(resend)
-                next_send = time.monotonic() + 0.5
+                self.pub.publish(resend() if callable(resend) else resend)
+                next_send = time.monotonic() + every
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return done()
 
@@ -362,3 +381,136 @@ def test_compressed_subscription_follows_image_transport_naming(ros_env, cli_arg
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _status_says(side: _Listener, level: bytes, text: str):
+    """done() for spin_until: the node's latest status has `level` and `text` in its message."""
+    return lambda: (side.status is not None and side.status.level == level
+                    and text in side.status.message)
+
+
+def test_diagnostics_judge_a_window_warn_on_stale_bad_slow_input_and_recover(ros_env, tmp_path):
+    """/diagnostics with a 2-s window, over real DDS: WARN 'waiting for images' before any frame,
+    OK once a clean stream has run for a window, WARN naming a rejected frame, OK again once the
+    window has passed it (it used to stay WARN forever), WARN for a latency and a rate threshold
+    set at runtime, and WARN 'no image for X s' when the stream stops."""
+    node_proc, node_log = _start_node(ros_env, tmp_path, backend='torch', **{
+        'diagnostics.window_s': 2.0, 'diagnostics.stale_after_s': 1.5,
+        'diagnostics.min_rate_hz': 0.5})
+    rclpy.init()
+    side = _Listener()
+    parameters = AsyncParameterClient(side.node, 'tracker_node')
+    log_path = tmp_path / 'node.log'
+    stamps = iter(range(100, 10**6))
+    warn, ok = DiagnosticStatus.WARN, DiagnosticStatus.OK
+
+    def good():
+        return _image(next(stamps), 'good/stream')
+
+    def stream(done, timeout=60.0, frame=good):
+        """Frames at 5 Hz (the thresholds: 0.5 Hz, a 1.5-s gap is stale) until done()."""
+        return side.spin_until(done, node_proc, log_path, timeout, resend=frame, every=0.2)
+
+    def set_parameters(**values):
+        future = parameters.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        assert stream(future.done, timeout=30), f'set_parameters {values}: no answer'
+        assert all(r.successful for r in future.result().results), future.result()
+
+    try:
+        assert side.spin_until(_status_says(side, warn, 'waiting for images on /image'),
+                               node_proc, log_path, timeout=120), \
+            f'before any frame: {side.status}\n{log_path.read_text()}'
+        assert stream(_status_says(side, ok, 'ok')), f'clean stream: {side.status}'
+        truncated = _image(7, 'bad/truncated')
+        truncated.data = bytes(truncated.data)[:100]
+        assert stream(_status_says(side, warn, 'bad frames rejected in the last 2 s'),
+                      timeout=30, frame=lambda: truncated), f'bad frame: {side.status}'
+        assert stream(_status_says(side, ok, 'ok'), timeout=30), \
+            f'still not OK after the window passed the bad frame: {side.status}'
+        assert side.counter('frames_rejected') >= 1     # the total stays counted
+        set_parameters(**{'diagnostics.max_latency_ms': 0.001})
+        assert stream(_status_says(side, warn, 'ms above 0.001 ms'), timeout=30), side.status
+        set_parameters(**{'diagnostics.max_latency_ms': 1000.0,
+                          'diagnostics.min_rate_hz': 1000.0})
+        assert stream(_status_says(side, warn, 'Hz below 1000 Hz'), timeout=30), side.status
+        set_parameters(**{'diagnostics.min_rate_hz': 0.5})
+        assert stream(_status_says(side, ok, 'ok'), timeout=30), side.status
+        assert side.spin_until(_status_says(side, warn, 'no image for'), node_proc, log_path,
+                               timeout=10), f'stream stopped: {side.status}'
+        assert side.status.message.endswith('s on /image'), side.status.message
+        assert node_proc.poll() is None
+    finally:
+        _shut_down(side.node, node_proc, node_log)     # its parameter clients with it
+
+
+def test_detections_carry_the_tracks_as_vision_msgs(ros_env, tmp_path):
+    """With vision_msgs importable, each tracked frame is also a vision_msgs/Detection2DArray on
+    `detections`: the image's header, one detection per visible or occluded track with the
+    track id in `id`, its class and score as the hypothesis, its box; the log says it is on."""
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs not importable: the workspace '
+                        'builds it from src/third_party/vision_msgs (colcon build)')
+    from vision_msgs.msg import Detection2DArray
+    node_proc, node_log = _start_node(ros_env, tmp_path, backend='torch',
+                                      model_path=_hot_weights(tmp_path))
+    rclpy.init()
+    side = _Listener()
+    reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    tracks, detections = {}, {}
+    side.node.create_subscription(TrackedObjectArray, 'tracks',
+                                  lambda m: tracks.__setitem__(m.header.stamp.sec, m), reliable)
+    side.node.create_subscription(Detection2DArray, 'detections',
+                                  lambda m: detections.__setitem__(m.header.stamp.sec, m),
+                                  reliable)
+    log_path = tmp_path / 'node.log'
+    stamps = iter(range(500, 10**6))
+
+    def both_with_tracks():
+        return [sec for sec in tracks.keys() & detections.keys() if tracks[sec].tracks]
+
+    try:
+        assert side.spin_until(both_with_tracks, node_proc, log_path, timeout=120,
+                               resend=lambda: _image(next(stamps), 'good/detections')), \
+            f'no frame answered on both tracks and detections:\n{log_path.read_text()}'
+        for sec in both_with_tracks():
+            objects, answer = tracks[sec], detections[sec]
+            assert (answer.header.stamp, answer.header.frame_id) == \
+                (objects.header.stamp, 'good/detections')
+            expected = sorted((str(t.id), t.class_id, round(t.score, 6),
+                               round(t.bbox.center.position.x, 3), round(t.bbox.size_y, 3))
+                              for t in objects.tracks if t.state != TrackedObject.STATE_LOST)
+            got = sorted((d.id, d.results[0].hypothesis.class_id,
+                          round(d.results[0].hypothesis.score, 6),
+                          round(d.bbox.center.position.x, 3), round(d.bbox.size_y, 3))
+                         for d in answer.detections)
+            assert got == expected and all(len(d.results) == 1 for d in answer.detections)
+        node_log.flush()
+        assert 'vision_msgs output on: vision_msgs/Detection2DArray on /detections' in \
+            log_path.read_text()
+    finally:
+        _shut_down(side.node, node_proc, node_log)
+
+
+def test_without_vision_msgs_the_node_says_so_and_tracks_as_before(ros_env, tmp_path):
+    """A ROS install without vision_msgs: one INFO line says the output is off (and why), no
+    `detections` publisher exists, and tracking is unaffected."""
+    hidden = [p for p in ros_env.get('PYTHONPATH', '').split(os.pathsep)
+              if p and '/vision_msgs/' not in p + '/']
+    env = {**ros_env, 'PYTHONPATH': os.pathsep.join(hidden)}
+    if subprocess.run([sys.executable, '-c', 'import vision_msgs.msg'], env=env,
+                      capture_output=True).returncode == 0:
+        pytest.skip('vision_msgs comes from the ROS underlay here: it cannot be hidden')
+    node_proc, node_log = _start_node(env, tmp_path, backend='torch')
+    rclpy.init()
+    side = _Listener()
+    log_path = tmp_path / 'node.log'
+    try:
+        assert side.spin_until(lambda: 3 in side.answered, node_proc, log_path, timeout=120,
+                               resend=_image(3, 'good/no-vision-msgs')), log_path.read_text()
+        node_log.flush()
+        log_text = log_path.read_text()
+        assert "vision_msgs output off: vision_msgs is not importable (No module named " \
+            "'vision_msgs')" in log_text, log_text
+        assert side.node.count_publishers('/detections') == 0
+        assert side.node.count_publishers('/tracks') == 1
+    finally:
+        _shut_down(side.node, node_proc, node_log)

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-import torch  # noqa: E402
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
@@ -28,9 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from ram_msgs.msg import TrackedObjectArray  # noqa: E402
-from ram_tracker.checkpoint import save_weights  # noqa: E402
-from ram_tracker.model import ModelConfig, build_model  # noqa: E402
-from test_node_live import SMALL_CPU, _image, _Listener, _shut_down, _start, _stop, ros_env  # noqa: E402,F401
+from test_node_live import (SMALL_CPU, _hot_weights, _image, _Listener,  # noqa: E402,F401
+                            _shut_down, _start, _stop, ros_env)
 
 NODE = '/tracker_node'
 EXIT_TIMEOUT_S = 90     # process start (imports) on two busy cores, then the failed configure
@@ -62,15 +60,6 @@ def _run_until_exit(env, **params) -> tuple[int, str]:
         pytest.fail(f'tracker_node still running {EXIT_TIMEOUT_S} s after its start failed '
                     f'(a process that publishes nothing); stderr:\n{err}')
     return proc.returncode, err
-
-
-def _hot_weights(tmp_path) -> str:
-    """A tiny untrained model whose heatmap prior (sigmoid(1) = 0.73) is above the default
-    thresholds: every frame has detections that start tracks, and none pass 0.99."""
-    torch.manual_seed(0)
-    config = ModelConfig(backbone_width=8, neck_channels=16, memory_channels=16,
-                         head_channels=16, embed_channels=16, heatmap_bias=1.0)
-    return str(save_weights(tmp_path / 'hot.safetensors', build_model(config)))
 
 
 def _call(node, srv_type, name: str, request, timeout: float = 30.0):

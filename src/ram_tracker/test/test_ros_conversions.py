@@ -9,7 +9,7 @@ from visualization_msgs.msg import Marker  # noqa: E402
 from ram_msgs.msg import TrackedObject  # noqa: E402
 from ram_tracker.pipeline import Belief, TrackOutput  # noqa: E402
 from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg,  # noqa: E402
-                                         track_markers, tracks_to_msg)
+                                         track_markers, tracks_to_detections, tracks_to_msg)
 from ram_tracker.visualize import belief_image, draw_tracks, filmstrip  # noqa: E402
 
 
@@ -46,6 +46,23 @@ def test_tracks_message_copies_header_and_fields():
     assert occluded.state == TrackedObject.STATE_OCCLUDED and occluded.box_source == \
         TrackedObject.SOURCE_WALKER and occluded.frames_since_seen == 3
     assert occluded.walker_confidence == pytest.approx(0.3) and occluded.velocity_x == 2.0
+
+
+def test_detections_carry_id_class_score_and_box_of_visible_and_hidden_tracks():
+    """vision_msgs/Detection2DArray: the track id in `id`, class and score as the one hypothesis,
+    the box in image pixels; an occluded track is there (its walker box), an ended one is not."""
+    pytest.importorskip('vision_msgs.msg', reason='vision_msgs not importable: the workspace '
+                        'builds it from src/third_party/vision_msgs (colcon build)')
+    msg = tracks_to_detections(_header(), [_track(1, 'visible'), _track(7, 'occluded', 60, 30),
+                                           _track(3, 'lost')])
+    assert (msg.header.stamp.sec, msg.header.frame_id) == (42, 'camera')
+    assert [d.id for d in msg.detections] == ['1', '7']
+    hidden = msg.detections[1]
+    assert hidden.header.frame_id == 'camera'
+    assert [(r.hypothesis.class_id, r.hypothesis.score) for r in hidden.results] == \
+        [('car', pytest.approx(0.9))]
+    assert (hidden.bbox.center.position.x, hidden.bbox.center.position.y,
+            hidden.bbox.size_x, hidden.bbox.size_y) == (60.0, 30.0, 40.0, 20.0)
 
 
 def test_belief_dense_and_top_k():
