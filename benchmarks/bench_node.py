@@ -1,14 +1,23 @@
 """Node throughput and latency -> benchmarks/results/node.json (+ node.md).
 
-For each resolution, three processes as in deployment: the installed tracker_node (torch backend,
-2 threads, the default model of config/tracker.yaml unless --model), image_publisher sending
+For each resolution, three processes as in deployment: the installed tracker_node (2 threads,
+the default model of config/tracker.yaml unless --model), image_publisher sending
 frames faster than the node can take them (so the node always has a fresh frame: sustained
 throughput), and this script counting `tracks` answers and reading the node's /diagnostics.
 
   fps_<res>_cpu              tracks messages per second over the measuring window
   latency_ms_p50_<res>_cpu   image received -> tracks published, median (node diagnostics)
   e2e_ms_p50_<res>_cpu       image stamped by the publisher -> tracks received here, median
-  ..._onnxruntime            the same with backend onnxruntime (what backend: auto picks on CPU)
+  frames_dropped_<res>_cpu   frames the node skipped to stay current (node diagnostics)
+  (no suffix)                the torch backend
+  ..._default                the node's default: backend auto, precision and everything else
+                             from config/tracker.yaml; default_backend is what the node says it
+                             picked (its /diagnostics `backend`), default_backend_log its
+                             configure log line
+  ..._onnxruntime            backend onnxruntime, fp32; when auto picked ONNX Runtime fp32 these
+                             keys are that same run (not a second one)
+  ..._onnxruntime_int8       backend onnxruntime, precision int8 (calibrated on
+                             data/world2_640/training/image_02; only when that folder exists)
 
 Frames come from a World 2 sequence when one exists (data/world2, `ram-data world2`), else from
 the built-in moving-shapes pattern. Run on an idle machine (make bench).
@@ -22,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +48,10 @@ def _world2_frames(size) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
-def measure(label, camera, model_input, model, seconds, env, backend='torch') -> dict:
+def measure(label, camera, model_input, model, seconds, env, backend='torch',
+            extra=(), suffix='') -> dict:
+    """One run; keys end in _cpu + suffix (the torch run: no suffix). Also returns, under
+    '_picked' and '_log', the backend the node reports and its configure log line."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.time import Time
@@ -50,14 +63,14 @@ def measure(label, camera, model_input, model, seconds, env, backend='torch') ->
     node_cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
                 '-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}',
                 '-p', 'device:=cpu', '-p', f'backend:={backend}', '-p', 'num_threads:=2',
-                '-p', 'publish_debug_image:=false']
+                '-p', 'publish_debug_image:=false', *extra]
     if model:
         node_cmd += ['-p', f'model_path:={model}']
     source = _world2_frames(camera)
     pub_cmd = [str(lib / 'image_publisher'), '--ros-args', '-p', 'rate_hz:=30.0',
                '-p', f'source:={source or f"pattern:{camera[0]}x{camera[1]}"}']
-    procs = [subprocess.Popen(node_cmd, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL),
+    log = tempfile.TemporaryFile('w+')
+    procs = [subprocess.Popen(node_cmd, env=env, stdout=log, stderr=subprocess.STDOUT),
              subprocess.Popen(pub_cmd, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     rclpy.init()
@@ -98,22 +111,21 @@ def measure(label, camera, model_input, model, seconds, env, backend='torch') ->
         for p in procs:
             p.wait(timeout=20)
     fps = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-    if backend != 'torch':      # the contract keys are the torch backend's; others get a suffix
-        return {f'fps_{label}_cpu_{backend}': round(fps, 2),
-                f'latency_ms_p50_{label}_cpu_{backend}': float(diag.get('latency_ms_p50', 'nan')),
-                f'e2e_ms_p50_{label}_cpu_{backend}': round(statistics.median(e2e), 1) if e2e else None}
-    return {f'fps_{label}_cpu': round(fps, 2),
-            f'latency_ms_p50_{label}_cpu': float(diag.get('latency_ms_p50', 'nan')),
-            f'e2e_ms_p50_{label}_cpu': round(statistics.median(e2e), 1) if e2e else None,
-            f'frames_dropped_{label}_cpu': int(diag.get('frames_dropped', 0)),
-            f'model_input_{label}': f'{model_input[0]}x{model_input[1]}',
-            f'source_{label}': 'world2' if source else 'pattern'}
+    log.seek(0)
+    configured = [line.strip() for line in log if ' backend ' in line]
+    return {f'fps_{label}_cpu{suffix}': round(fps, 2),
+            f'latency_ms_p50_{label}_cpu{suffix}': float(diag.get('latency_ms_p50', 'nan')),
+            f'e2e_ms_p50_{label}_cpu{suffix}': round(statistics.median(e2e), 1) if e2e else None,
+            f'frames_dropped_{label}_cpu{suffix}': int(diag.get('frames_dropped', 0)),
+            '_picked': diag.get('backend', 'unknown'),
+            '_log': configured[-1] if configured else ''}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default='', help='weights (default: config/tracker.yaml)')
     parser.add_argument('--seconds', type=float, default=20.0)
+    parser.add_argument('--no-int8', action='store_true', help='skip the int8 runs')
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / 'src' / 'ram_tracker')]
     from ram_tracker.ros_env import isolated_ros_env
@@ -122,29 +134,67 @@ def main() -> int:
                                            'FASTDDS_DEFAULT_PROFILES_FILE')})
     results = {'machine': f'{platform.processor() or platform.machine()}, '
                           f'{os.cpu_count()} cores', 'threads': 2,
-               'backend': 'torch (contract keys); onnxruntime: keys ending _onnxruntime',
+               'backend': 'torch (keys without suffix); the node default (backend auto): keys '
+                          'ending _default; onnxruntime fp32 / int8: _onnxruntime / '
+                          '_onnxruntime_int8',
                'model': args.model or 'config/tracker.yaml default'}
+    calibration = ROOT / 'data' / 'world2_640' / 'training' / 'image_02'
     for label, camera, model_input in CASES:
         print(f'[bench node] {label} (model input {model_input[0]}x{model_input[1]}) ...',
               flush=True)
-        results.update(measure(label, camera, model_input, args.model, args.seconds, env))
-        # the node's default backend on CPU (backend: auto) is ONNX Runtime
-        results.update(measure(label, camera, model_input, args.model, args.seconds, env,
-                               backend='onnxruntime'))
+        torch_run = measure(label, camera, model_input, args.model, args.seconds, env)
+        torch_run.pop('_picked'), torch_run.pop('_log')
+        results.update(torch_run)
+        results[f'model_input_{label}'] = f'{model_input[0]}x{model_input[1]}'
+        results[f'source_{label}'] = 'world2' if _world2_frames(camera) else 'pattern'
+        default = measure(label, camera, model_input, args.model, args.seconds, env,
+                          backend='auto', suffix='_default')
+        picked, configured = default.pop('_picked'), default.pop('_log')
+        results.update(default)
+        results['default_backend'] = picked
+        results[f'default_backend_log_{label}'] = configured
+        if picked == 'onnxruntime' and ', fp32' in configured:
+            # the default run is ONNX Runtime fp32: its numbers are the _onnxruntime keys too
+            results.update({key.replace('_default', '_onnxruntime'): value
+                            for key, value in default.items()})
+        else:
+            run = measure(label, camera, model_input, args.model, args.seconds, env,
+                          backend='onnxruntime', extra=('-p', 'precision:=fp32'),
+                          suffix='_onnxruntime')
+            run.pop('_picked'), run.pop('_log')
+            results.update(run)
+        if calibration.is_dir() and not args.no_int8:
+            run = measure(label, camera, model_input, args.model, args.seconds, env,
+                          backend='onnxruntime', suffix='_onnxruntime_int8',
+                          extra=('-p', 'precision:=int8',
+                                 '-p', f'calibration_images:={calibration}'))
+            run.pop('_picked'), run.pop('_log')
+            results.update(run)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS / '.node.json.tmp'
     tmp.write_text(json.dumps(results, indent=2) + '\n')
     tmp.replace(RESULTS / 'node.json')
     lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
-             '| camera | model input | backend | frames/s | node latency p50 (ms) | stamp-to-answer p50 (ms) |',
-             '|---|---|---|---|---|---|']
+             '| camera | model input | backend | frames/s | node latency p50 (ms) | '
+             'stamp-to-answer p50 (ms) | frames dropped |',
+             '|---|---|---|---|---|---|---|']
     for label, _, _ in CASES:
-        for backend, suffix in (('torch', ''), ('onnxruntime', '_onnxruntime')):
+        for backend, suffix in (('torch', ''),
+                                (f'default (auto: {results["default_backend"]})', '_default'),
+                                ('onnxruntime fp32', '_onnxruntime'),
+                                ('onnxruntime int8', '_onnxruntime_int8')):
+            if f'fps_{label}_cpu{suffix}' not in results:
+                continue
             lines.append(f'| {label} | {results[f"model_input_{label}"]} | {backend} | '
                          f'{results[f"fps_{label}_cpu{suffix}"]} | '
                          f'{results[f"latency_ms_p50_{label}_cpu{suffix}"]} | '
-                         f'{results[f"e2e_ms_p50_{label}_cpu{suffix}"]} |')
-    lines += ['', f'Model: {results["model"]}. Measured by `make bench` (benchmarks/bench_node.py).']
+                         f'{results[f"e2e_ms_p50_{label}_cpu{suffix}"]} | '
+                         f'{results.get(f"frames_dropped_{label}_cpu{suffix}")} |')
+    lines += ['', f'Model: {results["model"]}. Measured by `make bench` (benchmarks/bench_node.py).',
+              'The default row is the node started with `backend: auto` (what it picked: its '
+              '/diagnostics `backend` and configure log line, in node.json); when that is ONNX '
+              'Runtime fp32, the onnxruntime fp32 row is the same run. Runs are sequential: '
+              'compare rows only from an idle machine.']
     (RESULTS / 'node.md').write_text('\n'.join(lines) + '\n')
     print(json.dumps(results, indent=2))
     return 0

@@ -217,6 +217,8 @@ class TrackingPipeline:
             occlusion_model=params['occlusion_model'])
         backend = select_backend(params['backend'], model, input_size, device,
                                  num_threads=params['num_threads'], weights_path=weights_path,
+                                 precision=params['precision'],
+                                 calibration_images=params['calibration_images'],
                                  log=log)
         pipeline = cls(model, tracker_config, input_size, device, info, backend)
         pipeline.warm_up()

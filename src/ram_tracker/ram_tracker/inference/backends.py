@@ -22,6 +22,11 @@ Selection (node parameter `backend`, see select_backend):
   auto         tensorrt if the device is CUDA and tensorrt imports, else (CUDA) torch;
                on CPU: onnxruntime if it imports and the ONNX file exists or exports, else torch.
                A fallback is logged with its reason and shown in `describe()`.
+
+Precision (node parameter `precision`): fp32, or int8 = ONNX Runtime running the statically
+quantized graph of quantize.py (calibrated on `calibration_images`, cached). int8 needs a CPU
+and backend onnxruntime or auto; with auto it does not fall back to fp32 (asked for, it is
+either given or refused with the reason).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import Callable, Optional
 import torch
 
 BACKENDS = ('torch', 'onnxruntime', 'tensorrt', 'auto')
+PRECISIONS = ('fp32', 'int8')      # int8: ONNX Runtime only (static QDQ, quantize.py)
 State = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -79,8 +85,10 @@ def tensorrt_available() -> tuple[bool, str]:
 
 def select_backend(name: str, model, input_size: tuple[int, int], device: torch.device, *,
                    num_threads: int = 0, weights_path: Optional[str | Path] = None,
+                   precision: str = 'fp32', calibration_images: str | Path = '',
                    log: Optional[Callable[[str], None]] = None) -> StepBackend:
-    """The backend `name` (one of BACKENDS) for `model` at `input_size` on `device`.
+    """The backend `name` (one of BACKENDS) for `model` at `input_size` on `device`, at
+    `precision` (one of PRECISIONS).
 
     Explicit names fail with BackendError when they cannot run; 'auto' falls back (see the
     module docstring) and records why in backend.reason.
@@ -88,7 +96,16 @@ def select_backend(name: str, model, input_size: tuple[int, int], device: torch.
     from ram_tracker.inference.torch_backend import TorchBackend
     if name not in BACKENDS:
         raise BackendError(f"backend '{name}' is not one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise BackendError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     log = log or (lambda message: None)
+    if precision == 'int8':
+        if name not in ('onnxruntime', 'auto') or device.type != 'cpu':
+            raise BackendError(f'precision int8 runs on backend onnxruntime (or auto) on the '
+                               f'CPU, not backend {name} on device {device}: use '
+                               f'backend:=onnxruntime device:=cpu, or precision:=fp32')
+        return _onnxruntime(model, input_size, num_threads, weights_path, log, 'int8',
+                            calibration_images)
     if name == 'torch':
         # channels_last on CPU: ~1.2-1.3x faster (benchmarks/results/backends.md)
         return TorchBackend(model, input_size, device, channels_last=device.type == 'cpu')
@@ -125,7 +142,8 @@ def select_backend(name: str, model, input_size: tuple[int, int], device: torch.
         return backend
 
 
-def _onnxruntime(model, input_size, num_threads, weights_path, log):
+def _onnxruntime(model, input_size, num_threads, weights_path, log, precision='fp32',
+                 calibration_images=''):
     from ram_tracker.inference.export import ensure_onnx
     from ram_tracker.inference.onnxruntime_backend import OnnxRuntimeBackend
     try:
@@ -133,8 +151,16 @@ def _onnxruntime(model, input_size, num_threads, weights_path, log):
     except ImportError as error:
         raise BackendError(f'backend onnxruntime: the onnxruntime package is not installed '
                            f'({error})') from error
-    path = ensure_onnx(model, input_size, 'fp32', weights_path, log=log)
-    return OnnxRuntimeBackend(path, model.cfg, input_size, num_threads)
+    if precision == 'int8':
+        from ram_tracker.inference.quantize import CalibrationError, ensure_int8_onnx
+        try:
+            path = ensure_int8_onnx(model, input_size, calibration_images, weights_path,
+                                    num_threads=num_threads, log=log)
+        except CalibrationError as error:
+            raise BackendError(str(error)) from error
+    else:
+        path = ensure_onnx(model, input_size, 'fp32', weights_path, log=log)
+    return OnnxRuntimeBackend(path, model.cfg, input_size, num_threads, precision)
 
 
 def _tensorrt(model, input_size, device, weights_path, log):

@@ -216,9 +216,13 @@ def main(argv=None) -> int:
                              '(seed 0, for plumbing tests)')
     parser.add_argument('--width', type=int, default=640, help='model input width (x32)')
     parser.add_argument('--height', type=int, default=192, help='model input height (x32)')
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+    parser.add_argument('--precision', choices=PRECISIONS + ('int8',), default='fp32',
                         help='fp16: FP16 graph with FP32 image/state inputs and outputs '
-                             '(for TensorRT)')
+                             '(for TensorRT); int8: statically quantized graph for ONNX Runtime '
+                             '(quantize.py; needs --calibration)')
+    parser.add_argument('--calibration', default='',
+                        help='int8: folder of calibration frames (each sub-folder a sequence, '
+                             'e.g. data/world2_640/training/image_02)')
     parser.add_argument('--with-transition', action='store_true',
                         help='also compute the walk transition in the graph (measurements only)')
     parser.add_argument('-o', '--output', default='',
@@ -245,9 +249,18 @@ def main(argv=None) -> int:
     else:
         out = cache_dir() / 'onnx' / onnx_file_name(digest, size, args.precision,
                                                     args.with_transition)
+    if args.precision == 'int8' and (args.with_transition or not args.calibration):
+        parser.error('--precision int8 needs --calibration DIR and no --with-transition')
     started = time.perf_counter()
     try:
-        export_step(model, out, size, args.precision, args.with_transition, digest)
+        if args.precision == 'int8':
+            from ram_tracker.checkpoint import file_sha256
+            from ram_tracker.inference.quantize import quantize_step
+            fp32 = ensure_onnx(model, size, 'fp32', args.weights or None)
+            quantize_step(model, fp32, out, size, args.calibration, digest,
+                          file_sha256(args.weights) if args.weights else '')
+        else:
+            export_step(model, out, size, args.precision, args.with_transition, digest)
     except ValueError as error:
         print(f'ram-export: {error}', file=sys.stderr)
         return 2
@@ -256,7 +269,7 @@ def main(argv=None) -> int:
     if args.check:
         from ram_tracker.inference.onnxruntime_backend import OnnxRuntimeBackend
         from ram_tracker.inference.torch_backend import TorchBackend
-        ort_backend = OnnxRuntimeBackend(out, model.cfg, size)
+        ort_backend = OnnxRuntimeBackend(out, model.cfg, size, precision=args.precision)
         torch_backend = TorchBackend(model, size, torch.device('cpu'))
         image = torch.rand(1, 3, size[1], size[0])
         a, _ = torch_backend.step(image, torch_backend.initial_state())

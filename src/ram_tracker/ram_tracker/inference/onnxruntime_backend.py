@@ -14,10 +14,12 @@ class OnnxRuntimeBackend(StepBackend):
     name = 'onnxruntime'
 
     def __init__(self, onnx_path: str | Path, cfg, input_size: tuple[int, int],
-                 num_threads: int = 0):
-        """num_threads: intra-op threads (0: ONNX Runtime's default, one per core)."""
+                 num_threads: int = 0, precision: str = 'fp32'):
+        """num_threads: intra-op threads (0: ONNX Runtime's default, one per core); precision:
+        what the graph computes in (fp32, or int8 for quantize.py's graph), for describe()."""
         import onnxruntime as ort
         self.path = Path(onnx_path)
+        self.precision = precision
         self.cfg = cfg
         self.input_size = tuple(input_size)
         self.device = torch.device('cpu')
@@ -38,6 +40,9 @@ class OnnxRuntimeBackend(StepBackend):
             raise ValueError(f'{self.path}: graph input image is {shapes[export.INPUT_IMAGE]}, '
                              f'expected (1, 3, {height}, {width}): export it for {width}x{height}')
         self.state_shapes = (shapes[export.INPUT_MEMORY], shapes[export.OUTPUT_EMBED])
+
+    def describe(self) -> str:
+        return f'{super().describe()}, {self.precision}'
 
     def step(self, image: torch.Tensor, state: State) -> tuple[dict, State]:
         feeds = {export.INPUT_IMAGE: _array(image), export.INPUT_MEMORY: _array(state[0])}
