@@ -34,6 +34,7 @@ setup(
             'image_publisher = ram_tracker.image_publisher_node:main',
             'track_monitor = ram_tracker.track_monitor_node:main',
             'ram-export = ram_tracker.inference.export:main',
+            'ram-track = ram_tracker.track_cli:main',
         ],
     },
 )

@@ -181,6 +181,16 @@ class StreamingModel:
 
 
 
+# The node parameters from_params reads (the others are the node's own: topics, QoS, logging,
+# display). ram-track offers exactly these as options.
+PIPELINE_PARAMETERS = (
+    'model_path', 'allow_untrained', 'device', 'backend', 'precision', 'calibration_images',
+    'num_threads', 'input_width',
+    'input_height', 'detection_threshold', 'new_track_threshold', 'max_age',
+    'walker_min_confidence', 'border_margin', 'rematch_radius', 'walker_keeps_offset',
+    'refine_hidden_boxes', 'hidden_score_decay', 'occlusion_model')
+
+
 class TrackingPipeline:
     """One video stream through RAM: the streaming model and one tracker."""
 

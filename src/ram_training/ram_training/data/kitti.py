@@ -12,7 +12,8 @@ x1 y1 x2 y2 h w l x y z rotation_y [score]. truncated is an integer level 0/1/2 
 (the object benchmark's float is accepted too); occluded: 0 fully visible, 1 partly occluded,
 2 largely occluded, 3 unknown. DontCare rows have track_id -1 and mark regions to ignore.
 
-Bad input raises KittiFormatError("path:line: what is wrong").
+Bad input raises KittiFormatError("path:line: what is wrong"). The line format itself (KittiObject,
+read_labels) is ram_tracker.kitti_format, which ram-track writes its tracks with.
 """
 from __future__ import annotations
 
@@ -21,19 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ram_tracker.kitti_format import KITTI_TYPES, KittiFormatError, KittiObject, read_labels  # noqa: F401
+
 from .annotations import TrackAnnotations
 from .atomic import atomic_write_text
 
-KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person", "Person_sitting", "Cyclist", "Tram", "Misc",
-               "DontCare")
 # A sitting person: the tracking benchmark's label_02 files say `Person` (trackeval's KITTI
 # reader knows only that), the object benchmark and tools that follow it `Person_sitting`.
 # Both are the same distractor of Pedestrian, so every ignore list names both.
 SITTING_PERSON_TYPES = ("Person", "Person_sitting")
-# The devkit and trackeval lowercase the type column, so the reader accepts any case and
-# stores the spelling above.
-_TYPE_SPELLING = {t.lower(): t for t in KITTI_TYPES}
-
 # The occluded level of real KITTI mapped to a visible fraction for the clip's `visibility`.
 # Levels are coarse; these are the middles of the ranges World 2 uses to write them
 # (0: >= 80% visible -> 1.0 since "fully visible", 1: 40-80% -> 0.6, 2: > 0-40% -> 0.25) and
@@ -57,91 +54,8 @@ def type_keys(types) -> set[str]:
     return keys | sitting if keys & sitting else keys
 
 
-class KittiFormatError(ValueError):
-    def __init__(self, path, line: int | None, message: str):
-        where = f"{path}:{line}" if line is not None else f"{path}"
-        super().__init__(f"{where}: {message}")
-        self.path, self.line = str(path), line
-
-
 def wrap_angle(a: float) -> float:
     return float((a + np.pi) % (2 * np.pi) - np.pi)
-
-
-@dataclass
-class KittiObject:
-    frame: int
-    track_id: int
-    type: str
-    truncated: float
-    occluded: int
-    alpha: float
-    box: tuple                 # x1, y1, x2, y2 (pixels)
-    dimensions: tuple = (-1.0, -1.0, -1.0)          # h, w, l (metres)
-    location: tuple = (-1000.0, -1000.0, -1000.0)   # x, y, z camera coordinates (metres)
-    rotation_y: float = -10.0
-    score: float | None = None
-
-    @classmethod
-    def dont_care(cls, frame: int, box) -> "KittiObject":
-        return cls(frame=frame, track_id=-1, type="DontCare", truncated=-1, occluded=-1, alpha=-10.0,
-                   box=tuple(float(b) for b in box))
-
-    def to_line(self) -> str:
-        trunc = self.truncated
-        trunc_text = str(int(trunc)) if float(trunc).is_integer() else f"{trunc:.6f}"
-        values = [str(self.frame), str(self.track_id), self.type, trunc_text, str(int(self.occluded)),
-                  f"{self.alpha:.6f}", *(f"{v:.6f}" for v in self.box),
-                  *(f"{v:.6f}" for v in self.dimensions), *(f"{v:.6f}" for v in self.location),
-                  f"{self.rotation_y:.6f}"]
-        if self.score is not None:
-            values.append(f"{self.score:.6f}")
-        return " ".join(values)
-
-    @classmethod
-    def from_line(cls, text: str, path="<string>", line: int | None = None) -> "KittiObject":
-        fields = text.split()
-        if len(fields) not in (17, 18):
-            raise KittiFormatError(path, line, f"expected 17 or 18 fields (18 with score), got {len(fields)}")
-        try:
-            frame, track_id = int(fields[0]), int(fields[1])
-        except ValueError:
-            raise KittiFormatError(path, line, f"frame and track id must be integers, got {fields[0]!r} {fields[1]!r}") from None
-        kind = _TYPE_SPELLING.get(fields[2].lower())
-        if kind is None:
-            raise KittiFormatError(path, line, f"unknown object type {fields[2]!r}")
-        try:
-            numbers = [float(v) for v in fields[3:]]
-        except ValueError as err:
-            raise KittiFormatError(path, line, f"non-numeric value ({err})") from None
-        if not all(np.isfinite(numbers)):
-            raise KittiFormatError(path, line, "non-finite value")
-        if frame < 0:
-            raise KittiFormatError(path, line, f"negative frame {frame}")
-        occluded = numbers[1]
-        if not occluded.is_integer() or int(occluded) not in (-1, 0, 1, 2, 3):
-            raise KittiFormatError(path, line, f"occluded must be -1, 0, 1, 2 or 3, got {fields[4]}")
-        x1, y1, x2, y2 = numbers[3:7]
-        if x2 < x1 or y2 < y1:
-            raise KittiFormatError(path, line, f"box has x2 < x1 or y2 < y1: {x1} {y1} {x2} {y2}")
-        if kind != "DontCare" and track_id < 0:
-            raise KittiFormatError(path, line, f"{kind} row needs a track id >= 0, got {track_id}")
-        return cls(frame=frame, track_id=track_id, type=kind, truncated=numbers[0], occluded=int(occluded),
-                   alpha=numbers[2], box=(x1, y1, x2, y2), dimensions=tuple(numbers[7:10]),
-                   location=tuple(numbers[10:13]), rotation_y=numbers[13],
-                   score=numbers[14] if len(numbers) == 15 else None)
-
-
-def read_labels(path) -> list[KittiObject]:
-    path = Path(path)
-    if not path.is_file():
-        raise KittiFormatError(path, None, "label file not found")
-    objects = []
-    with open(path) as f:
-        for number, text in enumerate(f, start=1):
-            if text.strip():
-                objects.append(KittiObject.from_line(text, path, number))
-    return objects
 
 
 def write_labels(path, objects) -> None:
