@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument('--no-int8', action='store_true', help='skip the int8 runs')
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / 'src' / 'ram_tracker')]
-    from ram_tracker.ros_env import isolated_ros_env
+    from ram_training.ros_env import isolated_ros_env
     env = isolated_ros_env()
     os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID',
                                            'FASTDDS_DEFAULT_PROFILES_FILE')})

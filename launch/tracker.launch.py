@@ -24,7 +24,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
-from ram_tracker.rviz_config import TRACKER_NODE_NAME, write_rviz_config
+from ram_tracker.ros.rviz_config import TRACKER_NODE_NAME, write_rviz_config
 
 
 def _tracker_namespace(context) -> str:

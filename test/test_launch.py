@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ram_tracker.ros_env import isolated_ros_env
-from ram_tracker.rviz_config import write_rviz_config
+from ram_tracker.ros.rviz_config import write_rviz_config
+from ram_training.ros_env import isolated_ros_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / 'launch' / 'tracker.launch.py'

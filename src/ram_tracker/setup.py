@@ -30,9 +30,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'tracker_node = ram_tracker.tracker_node:main',
-            'image_publisher = ram_tracker.image_publisher_node:main',
-            'track_monitor = ram_tracker.track_monitor_node:main',
+            'tracker_node = ram_tracker.ros.tracker_node:main',
+            'image_publisher = ram_tracker.ros.image_publisher_node:main',
+            'track_monitor = ram_tracker.ros.track_monitor_node:main',
             'ram-export = ram_tracker.inference.export:main',
             'ram-track = ram_tracker.track_cli:main',
         ],

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from ram_tracker import parameters
 from ram_tracker.checkpoint import file_sha256, load_weights, trained_input_size
 from ram_tracker.decode import decode_detections
 from ram_tracker.inference.backends import StepBackend, select_backend
@@ -199,8 +200,19 @@ class TrackingPipeline:
                  backend: Optional[StepBackend] = None):
         self.stream = StreamingModel(model, input_size, device, tracker_config.det_threshold,
                                      model_info, backend)
-        self.tracker_config = tracker_config
         self.tracker = Tracker(tracker_config, input_size)
+
+    @property
+    def tracker_config(self) -> TrackerConfig:
+        """Algorithm 1's settings this stream runs with (set_tracker_config changes them)."""
+        return self.tracker.config
+
+    def set_tracker_config(self, config: TrackerConfig) -> None:
+        """New settings for Algorithm 1 on a running stream; model memory and tracks stay. The
+        next frame is decoded with config.det_threshold and tracked with the rest (the model
+        stream and the tracker each read their part)."""
+        self.tracker.config = config
+        self.stream.det_threshold = config.det_threshold
 
     @classmethod
     def from_params(cls, params: dict, log=None) -> 'TrackingPipeline':
@@ -214,17 +226,7 @@ class TrackingPipeline:
             torch.set_num_threads(params['num_threads'])
         model, info, weights_path = load_model(params['model_path'], params['allow_untrained'])
         input_size = model_input_size(params['input_width'], params['input_height'], info)
-        tracker_config = TrackerConfig(
-            det_threshold=params['detection_threshold'],
-            new_track_threshold=params['new_track_threshold'],
-            max_age=params['max_age'],
-            walker_min_confidence=params['walker_min_confidence'],
-            border_margin=params['border_margin'],
-            rematch_radius=params['rematch_radius'],
-            walker_keeps_offset=params['walker_keeps_offset'],
-            refine_hidden_boxes=params['refine_hidden_boxes'],
-            hidden_score_decay=params['hidden_score_decay'],
-            occlusion_model=params['occlusion_model'])
+        tracker_config = parameters.tracker_config(params)
         backend = select_backend(params['backend'], model, input_size, device,
                                  num_threads=params['num_threads'], weights_path=weights_path,
                                  precision=params['precision'],

@@ -13,8 +13,9 @@ import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
-from ram_tracker.image_conversion import rgb_to_image_fields
+from ram_tracker.ros.ros_conversions import rgb_to_image_msg
 
 SCRIPT = ['good/rgb8', 'dup/rgb8', 'good/bgr8-padded', 'bad/nv12', 'good/mono8', 'bad/step-too-small',
           'good/rgba8', 'bad/empty', 'good/bgra8', 'bad/truncated', 'good/yuyv-padded']
@@ -24,23 +25,20 @@ LOOP = 4 * len(SCRIPT)
 def make(kind: str, index: int, width: int, height: int) -> Image:
     rng = np.random.default_rng(index)
     rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    msg = Image()
-    msg.header.stamp.sec = 1000 + (index - kind.startswith('dup')) % LOOP
-    msg.header.frame_id = kind
+    header = Header(frame_id=kind)
+    header.stamp.sec = 1000 + (index - kind.startswith('dup')) % LOOP
     encoding = kind.split('/')[1].split('-')[0]
+    msg = Image(header=header)
     if kind == 'good/yuyv-padded':
         # A USB camera's YUYV (any bytes are valid 4:2:2), rows padded by 16 bytes.
         msg.encoding, msg.height, msg.width, msg.step = 'yuyv', height, width, width * 2 + 16
         msg.data = rng.integers(0, 256, size=msg.step * height, dtype=np.uint8).tobytes()
     elif kind.startswith(('good', 'dup')):
-        fields = rgb_to_image_fields(rgb, encoding)
-        data, step = fields['data'], fields['step']
-        if kind.endswith('padded'):
-            rows = np.frombuffer(data, np.uint8).reshape(height, step)
-            step += 16
-            data = np.concatenate([rows, np.zeros((height, 16), np.uint8)], 1).tobytes()
-        msg.encoding, msg.height, msg.width, msg.step, msg.data = \
-            encoding, height, width, step, data
+        msg = rgb_to_image_msg(header, rgb, encoding)
+        if kind.endswith('padded'):     # rows padded by 16 bytes, as some drivers send them
+            rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(height, msg.step)
+            msg.data = np.concatenate([rows, np.zeros((height, 16), np.uint8)], 1).tobytes()
+            msg.step += 16
     elif kind == 'bad/nv12':        # 4:2:0, not supported: 'unsupported encoding'
         msg.encoding, msg.height, msg.width, msg.step = 'nv12', height, width, width
         msg.data = bytes(width * height * 3 // 2)

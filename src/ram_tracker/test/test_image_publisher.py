@@ -16,7 +16,7 @@ from ament_index_python.packages import get_package_prefix  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from ram_tracker.ros_env import in_process, isolated_ros_env  # noqa: E402
+from ram_training.ros_env import in_process, isolated_ros_env  # noqa: E402
 
 CALIBRATION = """\
 image_width: 64

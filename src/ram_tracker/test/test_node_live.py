@@ -24,13 +24,14 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
                        qos_profile_sensor_data)
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from ram_msgs.msg import BeliefArray, TrackedObject, TrackedObjectArray  # noqa: E402
 from ram_tracker.checkpoint import save_weights  # noqa: E402
-from ram_tracker.image_conversion import rgb_to_image_fields  # noqa: E402
 from ram_tracker.model import ModelConfig, build_model  # noqa: E402
-from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
+from ram_tracker.ros.ros_conversions import rgb_to_image_msg  # noqa: E402
+from ram_training.ros_env import isolated_ros_env  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -101,10 +102,8 @@ def _hot_weights(tmp_path) -> str:
 
 def _image(sec: int, frame_id: str, width: int = 320, height: int = 96) -> Image:
     rgb = np.random.default_rng(sec % 2**32).integers(0, 256, (height, width, 3), np.uint8)
-    fields = rgb_to_image_fields(rgb, 'rgb8')
-    msg = Image(height=height, width=width, encoding='rgb8', step=fields['step'])
-    msg.data = fields['data']
-    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
+    msg = rgb_to_image_msg(Header(frame_id=frame_id), rgb)
+    msg.header.stamp.sec = sec
     return msg
 
 
@@ -308,7 +307,7 @@ def test_image_subscription_is_sensor_data_with_depth_1(ros_env):
     qos_profile_sensor_data keeps 5, a backlog of stale frames behind a slow one). DDS discovery
     does not carry history depth (a remote node sees depth 0), so this looks at the node's own
     subscription, the node built in this process on a real rclpy context."""
-    from ram_tracker.tracker_node import TrackerNode
+    from ram_tracker.ros.tracker_node import TrackerNode
     rclpy.init()
     node = None
     try:
@@ -367,7 +366,7 @@ def test_compressed_transport_tracks_jpeg_and_survives_a_corrupt_frame(ros_env, 
 def test_compressed_subscription_follows_image_transport_naming(ros_env, cli_args, topic):
     """image_transport's convention: the compressed stream of `image` (after remapping) is
     `<image>/compressed`, same depth-1 sensor QoS, and no raw subscription beside it."""
-    from ram_tracker.tracker_node import TrackerNode
+    from ram_tracker.ros.tracker_node import TrackerNode
     rclpy.init()
     node = None
     try:

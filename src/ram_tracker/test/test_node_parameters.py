@@ -321,8 +321,8 @@ def test_every_schema_parameter_says_what_a_runtime_change_does():
     """Applied to the running tracker, read per frame, refused until cleanup, or read at
     start-up: each schema parameter in exactly one group (a new one must choose)."""
     from ram_tracker import parameters
-    from ram_tracker.tracker_node import (CONFIGURE_PARAMETERS, PER_FRAME_PARAMETERS,
-                                          STARTUP_PARAMETERS, TRACKER_CONFIG_FIELDS)
+    from ram_tracker.ros.tracker_node import (CONFIGURE_PARAMETERS, PER_FRAME_PARAMETERS,
+                                              STARTUP_PARAMETERS, TRACKER_CONFIG_FIELDS)
     groups = [set(TRACKER_CONFIG_FIELDS), PER_FRAME_PARAMETERS, CONFIGURE_PARAMETERS,
               STARTUP_PARAMETERS]
     names = [name for group in groups for name in group]

@@ -1,5 +1,6 @@
 """Weights files, devices and the stream pipeline (model + Algorithm 1), without ROS."""
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,30 @@ def test_pipeline_streams_and_restarts_on_new_resolution(tmp_path):
 def test_inconsistent_thresholds_are_rejected(tmp_path):
     with pytest.raises(ValueError, match='det_threshold'):
         _pipeline(tmp_path, detection_threshold=0.6, new_track_threshold=0.5)
+
+
+def test_set_tracker_config_applies_to_decoding_and_tracking_from_the_next_frame(tmp_path):
+    """One setter changes Algorithm 1's settings on a running stream (the node's parameter
+    changes use it): the next frame is decoded and tracked with them, memory and tracks kept."""
+    torch.manual_seed(0)
+    hot = ModelConfig(class_names=('car', 'pedestrian'), backbone_width=8, neck_channels=16,
+                      memory_channels=16, head_channels=16, embed_channels=16,
+                      heatmap_bias=1.0)      # heatmap prior sigmoid(1) = 0.73: every node fires
+    path = save_weights(tmp_path / 'hot.safetensors', build_model(hot))
+    pipeline = TrackingPipeline.from_params(parameters.validate(
+        {'model_path': str(path), 'device': 'cpu', 'input_width': 64, 'input_height': 32,
+         'num_threads': 1, 'backend': 'torch'}))
+    frame = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    started = pipeline.process(frame).tracks
+    assert started and all(t.state == 'visible' for t in started)
+    strict = replace(pipeline.tracker_config, det_threshold=0.99, new_track_threshold=0.99,
+                     max_age=5)
+    pipeline.set_tracker_config(strict)
+    assert pipeline.tracker_config == strict
+    assert len(pipeline.stream.infer(frame).detections) == 0     # decoded with 0.99
+    kept = pipeline.process(frame).tracks
+    assert {t.track_id for t in kept} == {t.track_id for t in started}   # tracks kept, none new
+    assert all(t.state != 'visible' for t in kept)      # nothing above 0.99 to match them
 
 
 # -- which model runs: the shipped one by default, never an untrained one by accident ----------

@@ -8,8 +8,8 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from ram_msgs.msg import TrackedObject  # noqa: E402
 from ram_tracker.pipeline import Belief, TrackOutput  # noqa: E402
-from ram_tracker.ros_conversions import (belief_occupancy_grid, beliefs_to_msg,  # noqa: E402
-                                         track_markers, tracks_to_detections, tracks_to_msg)
+from ram_tracker.ros.ros_conversions import (belief_occupancy_grid, beliefs_to_msg,  # noqa: E402
+                                             track_markers, tracks_to_detections, tracks_to_msg)
 from ram_tracker.visualize import belief_image, draw_tracks, filmstrip  # noqa: E402
 
 

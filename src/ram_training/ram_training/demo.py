@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument('--out', default=str(ROOT / 'demo_output'))
     args = parser.parse_args(argv)
     from ram_tracker.checkpoint import load_weights, trained_input_size
-    from ram_tracker.ros_env import DDS_KEYS, isolated_ros_env
+    from ram_training.ros_env import DDS_KEYS, isolated_ros_env
     from ram_training.data import rosbag_io
     from ram_training.node_process import start_tracker_node, stop_node
     from ram_training.replay import ReplayConfig, replay_into_node

@@ -2,7 +2,7 @@
 
 The node runs as its installed executable (`install/ram_tracker/lib/ram_tracker/tracker_node`)
 with a parameters file and `-p` overrides, in the environment it is given (pass
-`ram_tracker.ros_env.isolated_ros_env()`: loopback discovery, a per-run domain id, the SHM
+`ram_training.ros_env.isolated_ros_env()`: loopback discovery, a per-run domain id, the SHM
 profile), its output into a log file.
 
 Children die with their parent: on Linux the kernel sends the node SIGTERM when the process that

@@ -343,7 +343,7 @@ def test_killed_ram_eval_takes_its_tracker_node_with_it(long_world2, tiny_models
     import signal
     import time
 
-    from ram_tracker.ros_env import isolated_ros_env
+    from ram_training.ros_env import isolated_ros_env
     out = tmp_path / 'eval'
     node_log = out / 'ros' / '0000' / 'tracker_node.log'
     with open(tmp_path / 'ram-eval.log', 'w') as cli_log:

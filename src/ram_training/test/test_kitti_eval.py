@@ -16,11 +16,11 @@ from ram_tracker import parameters  # noqa: E402
 from ram_tracker.checkpoint import save_weights  # noqa: E402
 from ram_tracker.model import ModelConfig, build_model  # noqa: E402
 from ram_tracker.pipeline import TrackingPipeline, TrackOutput  # noqa: E402
-from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.data import world_street as w2  # noqa: E402
 from ram_training.evaluation import kitti_eval  # noqa: E402
 from ram_training.evaluation.kitti_results import read_results  # noqa: E402
+from ram_training.ros_env import isolated_ros_env  # noqa: E402
 
 INPUT = (128, 64)
 # Both paths on the CPU with the same backend and thread count; the paper's thresholds.

@@ -9,10 +9,10 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 
 from ram_tracker.checkpoint import load_weights, trained_input_size  # noqa: E402
-from ram_tracker.ros_env import in_process, isolated_ros_env  # noqa: E402
 from ram_training import demo  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.replay import ReplayConfig, replay_into_node  # noqa: E402
+from ram_training.ros_env import in_process, isolated_ros_env  # noqa: E402
 
 MODEL = demo.WORLD1_MODEL
 

@@ -9,9 +9,9 @@ import pytest
 rclpy = pytest.importorskip('rclpy')
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
 
-from ram_tracker.ros_env import isolated_ros_env  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.replay import ReplayConfig, _header_stamp, replay_into_node  # noqa: E402
+from ram_training.ros_env import isolated_ros_env  # noqa: E402
 
 
 def _write_bag(path: Path, frames: int, width=64, height=32, image_type='sensor_msgs/msg/Image'):

@@ -565,7 +565,7 @@ def _prepare_run(data_root, model_path, out_dir, sequences, params_file, params_
 
 def _run_ros_path(run: _EvalRun, ros_env: dict | None, log) -> None:
     """Every sequence not done before with the same fingerprint through the tracker node."""
-    from ram_tracker.ros_env import in_process, isolated_ros_env
+    from ram_training.ros_env import in_process, isolated_ros_env
     env = ros_env or isolated_ros_env()
     with in_process(env):                       # the in-process replayer
         for seq in run.sequences:

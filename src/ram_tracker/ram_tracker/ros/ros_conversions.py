@@ -1,4 +1,5 @@
-"""Pipeline results -> ROS messages. The node calls these; so do tests and the bag recorder.
+"""Pipeline results and images -> ROS messages. The nodes call these; so do tests and the bag
+recorder.
 
 The image plane in RViz: belief_grid and markers are drawn in the image's frame_id, one image
 pixel = `display_scale` metres, x to the right and y downwards (the grid's origin pose is rotated
@@ -9,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import Point
 from nav_msgs.msg import OccupancyGrid
+from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ram_msgs.msg import BeliefArray, BeliefGrid, TrackedObject, TrackedObjectArray
+from ram_tracker.image_conversion import rgb_to_image_fields
 from ram_tracker.pipeline import Belief, TrackOutput
 from ram_tracker.visualize import track_colour
 
@@ -30,6 +33,17 @@ except ImportError as error:
 STATE = {'visible': TrackedObject.STATE_VISIBLE, 'occluded': TrackedObject.STATE_OCCLUDED,
          'lost': TrackedObject.STATE_LOST}
 SOURCE = {'detection': TrackedObject.SOURCE_DETECTION, 'walker': TrackedObject.SOURCE_WALKER}
+
+
+def rgb_to_image_msg(header: Header, rgb: np.ndarray, encoding: str = 'rgb8') -> Image:
+    """(H, W, 3) uint8 RGB as a sensor_msgs/Image in `encoding` (any that image_to_rgb reads,
+    rows unpadded); ImageConversionError for another array or encoding."""
+    fields = rgb_to_image_fields(rgb, encoding)
+    image = Image(header=header, height=fields['height'], width=fields['width'],
+                  encoding=fields['encoding'], is_bigendian=fields['is_bigendian'],
+                  step=fields['step'])
+    image.data = fields['data']
+    return image
 
 
 def track_to_msg(track: TrackOutput) -> TrackedObject:

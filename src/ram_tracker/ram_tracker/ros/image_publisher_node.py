@@ -22,8 +22,10 @@ import yaml
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
-from ram_tracker.image_conversion import ImageConversionError, rgb_to_image_fields
+from ram_tracker.image_conversion import ImageConversionError
+from ram_tracker.ros.ros_conversions import rgb_to_image_msg
 
 _IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.ppm'}
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
@@ -144,7 +146,7 @@ class ImagePublisher(Node):
         self._source = FrameSource(self.get_parameter('source').value,
                                    self.get_parameter('loop').value)
         self._encoding = self.get_parameter('encoding').value
-        rgb_to_image_fields(np.zeros((1, 1, 3), np.uint8), self._encoding)  # fail early
+        rgb_to_image_msg(Header(), np.zeros((1, 1, 3), np.uint8), self._encoding)  # fail early
         self._frame_id = self.get_parameter('frame_id').value
         self._max_frames = self.get_parameter('max_frames').value
         url = self.get_parameter('camera_info_url').value
@@ -188,12 +190,8 @@ class ImagePublisher(Node):
         if rgb is None:
             self.get_logger().info(f'end of source after {self._published} frames')
             raise SystemExit(0)
-        msg = Image()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = self._frame_id
-        fields = rgb_to_image_fields(rgb, self._encoding)
-        msg.height, msg.width, msg.step = fields['height'], fields['width'], fields['step']
-        msg.encoding, msg.data = fields['encoding'], fields['data']
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._frame_id)
+        msg = rgb_to_image_msg(header, rgb, self._encoding)
         self._pub.publish(msg)
         self._info_pub.publish(self._camera_info(msg))
         self._published += 1

@@ -18,7 +18,8 @@ to the running tracker at once, what needs the model reloaded is refused until c
 WARN while no image arrived yet or for `diagnostics.stale_after_s`, for a rate or latency past
 its threshold, and for rejected frames; OK again once a window passes clean.
 
-All computation lives in ram_tracker.pipeline (no ROS); message building in ros_conversions.
+All computation lives in ram_tracker.pipeline (no ROS); message building in
+ram_tracker.ros.ros_conversions.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import math
 import sys
 import time
 import traceback
-from dataclasses import replace
 
 import numpy as np
 import rclpy
@@ -49,13 +49,12 @@ from visualization_msgs.msg import MarkerArray
 from ram_msgs.msg import BeliefArray, TrackedObjectArray
 from ram_tracker import parameters
 from ram_tracker.checkpoint import WeightsError
-from ram_tracker.image_conversion import (ImageConversionError, compressed_to_rgb, image_to_rgb,
-                                          rgb_to_image_fields)
+from ram_tracker.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from ram_tracker.pipeline import TrackingPipeline
-from ram_tracker.ros_conversions import (VISION_MSGS_MISSING, Detection2DArray,
-                                         belief_occupancy_grid, beliefs_to_msg, track_markers,
-                                         tracks_to_detections, tracks_to_msg)
-from ram_tracker.tracker import TrackerConfig
+from ram_tracker.ros.ros_conversions import (VISION_MSGS_MISSING, Detection2DArray,
+                                             belief_occupancy_grid, beliefs_to_msg,
+                                             rgb_to_image_msg, track_markers,
+                                             tracks_to_detections, tracks_to_msg)
 from ram_tracker.visualize import draw_tracks
 
 # Sensor-data QoS with depth 1 (rclpy's qos_profile_sensor_data keeps 5): a slow frame never
@@ -71,19 +70,9 @@ SCHEMA = parameters.load_schema()['properties']
 ROS_TYPES = {'string': Parameter.Type.STRING, 'number': Parameter.Type.DOUBLE,
              'integer': Parameter.Type.INTEGER, 'boolean': Parameter.Type.BOOL}
 # What a change at runtime does; every schema parameter is in one group (tested).
-# Algorithm 1's thresholds: the running tracker takes them at once (name -> TrackerConfig field).
-TRACKER_CONFIG_FIELDS = {
-    'detection_threshold': 'det_threshold',
-    'new_track_threshold': 'new_track_threshold',
-    'max_age': 'max_age',
-    'walker_min_confidence': 'walker_min_confidence',
-    'border_margin': 'border_margin',
-    'rematch_radius': 'rematch_radius',
-    'occlusion_model': 'occlusion_model',
-    'hidden_score_decay': 'hidden_score_decay',
-    'refine_hidden_boxes': 'refine_hidden_boxes',
-    'walker_keeps_offset': 'walker_keeps_offset',
-}
+# Algorithm 1's settings: the running tracker takes them at once (name -> TrackerConfig field,
+# as the schema's tracker_config_field names it).
+TRACKER_CONFIG_FIELDS = parameters.tracker_config_fields()
 # Read for every frame or /diagnostics status: the next one uses the new value.
 PER_FRAME_PARAMETERS = frozenset({'error_log_period_s', 'belief_topk', 'publish_debug_image',
                                   'display_scale', 'diagnostics.window_s',
@@ -160,13 +149,6 @@ def ros_parameter_rules(args: list[str] | None) -> list[str]:
             i += 1
         i += 1
     return rules
-
-
-def tracker_config(params: dict, base: TrackerConfig | None = None) -> TrackerConfig:
-    """Algorithm 1's thresholds from node parameters (over `base`, keeping its other fields);
-    ValueError for a set that is inconsistent (e.g. detection above new-track threshold)."""
-    fields = {field: params[name] for name, field in TRACKER_CONFIG_FIELDS.items()}
-    return replace(base, **fields) if base is not None else TrackerConfig(**fields)
 
 
 class StreamWindow:
@@ -350,7 +332,7 @@ class TrackerNode(LifecycleNode):
                 'deactivate and clean up the node, set it, then configure and activate'))
         values = {**{name: self.get_parameter(name).value for name in SCHEMA}, **mine}
         try:
-            tracker_config(parameters.validate(values))    # rules between thresholds too
+            parameters.tracker_config(parameters.validate(values))  # rules between thresholds too
         except ValueError as error:                         # ParameterError is one
             reason = _one_line(str(error))
             if not isinstance(error, parameters.ParameterError):
@@ -374,8 +356,8 @@ class TrackerNode(LifecycleNode):
         was = {name: self._params[name] for name in mine}
         self._params.update(mine)
         if self._pipeline is not None and mine.keys() & TRACKER_CONFIG_FIELDS.keys():
-            _set_tracker_config(self._pipeline, tracker_config(self._params,
-                                                               self._pipeline.tracker_config))
+            self._pipeline.set_tracker_config(
+                parameters.tracker_config(self._params, self._pipeline.tracker_config))
         self.get_logger().info('parameters changed: ' + ', '.join(
             f'{name} {was[name]} -> {value}' for name, value in mine.items()))
 
@@ -594,11 +576,8 @@ class TrackerNode(LifecycleNode):
                                                         p['display_scale']))
         debug_pub = self._pubs['debug_image']
         if p['publish_debug_image'] and debug_pub.get_subscription_count() > 0:
-            fields = rgb_to_image_fields(draw_tracks(rgb, result.tracks, result.beliefs))
-            image = Image(header=header, height=fields['height'], width=fields['width'],
-                          encoding=fields['encoding'], step=fields['step'])
-            image.data = fields['data']
-            debug_pub.publish(image)
+            debug_pub.publish(rgb_to_image_msg(
+                header, draw_tracks(rgb, result.tracks, result.beliefs)))
 
     def _publish_diagnostics(self) -> None:
         if self._failure is not None:
@@ -653,14 +632,6 @@ def _decode_raw(msg: Image) -> np.ndarray:
 
 def _decode_compressed(msg: CompressedImage) -> np.ndarray:
     return compressed_to_rgb(msg.format, msg.data)
-
-
-def _set_tracker_config(pipeline: TrackingPipeline, config: TrackerConfig) -> None:
-    """New thresholds for a running pipeline; model, memory and tracks stay. TrackingPipeline
-    has no setter and holds them in three places, all replaced here: its tracker_config (read
-    per frame), its Tracker's config, and the threshold its StreamingModel decodes with."""
-    pipeline.tracker_config = pipeline.tracker.config = config
-    pipeline.stream.det_threshold = config.det_threshold
 
 
 def main(args=None):
