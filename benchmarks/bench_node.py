@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ram_tracker.atomic_write import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'benchmarks' / 'results'
 CASES = [  # (camera resolution, model input): 1242x375 runs at the paper's KITTI input 1280x384
@@ -171,9 +173,7 @@ def main() -> int:
             run.pop('_picked'), run.pop('_log')
             results.update(run)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / '.node.json.tmp'
-    tmp.write_text(json.dumps(results, indent=2) + '\n')
-    tmp.replace(RESULTS / 'node.json')
+    atomic_write_text(RESULTS / 'node.json', json.dumps(results, indent=2) + '\n')
     lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
              '| camera | model input | backend | frames/s | node latency p50 (ms) | '
              'stamp-to-answer p50 (ms) | frames dropped |',

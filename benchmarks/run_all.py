@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from ram_tracker.atomic_write import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / 'results'
 
@@ -32,9 +34,7 @@ def main() -> int:
     for md in sorted(RESULTS.glob('*.md')):
         if md.name != 'summary.md':
             parts += [md.read_text().strip(), '']
-    tmp = RESULTS / '.summary.md.tmp'
-    tmp.write_text('\n'.join(parts))
-    tmp.replace(RESULTS / 'summary.md')
+    atomic_write_text(RESULTS / 'summary.md', '\n'.join(parts))
     if failed:
         print(f'[bench] failed: {", ".join(failed)}')
     return 1 if failed else 0

@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -44,6 +43,8 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+
+from ram_tracker.atomic_write import atomic_path
 
 EXPORT_FORMAT = 'ram-ros-step-onnx/1'
 EXPORT_VERSION = 1            # bump when the graph's interface or contents change
@@ -137,9 +138,7 @@ def export_step(model, path: str | Path, input_size: tuple[int, int], precision:
     graph = StepGraph(cpu_model, precision, with_transition).eval()
     memory, prev_embed = cpu_model.initial_state(1, height, width)
     image = torch.rand(1, 3, height, width)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, keep_suffix=True) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')          # tracer warnings about Python ints
             with torch.no_grad():
@@ -159,10 +158,6 @@ def export_step(model, path: str | Path, input_size: tuple[int, int], precision:
         for key, value in metadata.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

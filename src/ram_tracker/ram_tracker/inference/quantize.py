@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ram_tracker.atomic_write import atomic_path
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import StepBackend
 
@@ -155,38 +156,34 @@ def quantize_step(model, fp32_path: Path, path: Path, input_size: tuple[int, int
         def get_next(self):
             return next(self._it, None)
 
-    path = Path(path)
+    path = Path(path).absolute()        # calibration runs in another working directory
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix='ram_int8_', dir=path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
     try:
-        cwd = os.getcwd()
-        os.chdir(work)                      # calibration writes its augmented model here
-        try:
-            quantize_static(str(fp32_path), tmp, Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, op_types_to_quantize=OPS_TO_QUANTIZE,
-                            nodes_to_exclude=fp32_nodes(fp32_path),
-                            calibrate_method=CalibrationMethod[CALIBRATION],
-                            extra_options={'CalibTensorRangeSymmetric': False})
-        finally:
-            os.chdir(cwd)
-        proto = onnx.load(tmp)
-        metadata = export.read_metadata(fp32_path)       # format, sizes, config, outputs
-        metadata.update({'precision': 'int8', 'quant_version': str(QUANT_VERSION),
-                         'weights_sha256': digest, 'weights_file_sha256': weights_sha256,
-                         'calibration_sha256': calibration_digest(sequences),
-                         'calibration_images': str(Path(calibration_images).resolve()),
-                         'calibration_frames': str(len(feeds))})
-        del proto.metadata_props[:]
-        for key, value in metadata.items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, keep_suffix=True) as tmp:
+            cwd = os.getcwd()
+            os.chdir(work)                      # calibration writes its augmented model here
+            try:
+                quantize_static(str(fp32_path), tmp, Reader(), quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, op_types_to_quantize=OPS_TO_QUANTIZE,
+                                nodes_to_exclude=fp32_nodes(fp32_path),
+                                calibrate_method=CalibrationMethod[CALIBRATION],
+                                extra_options={'CalibTensorRangeSymmetric': False})
+            finally:
+                os.chdir(cwd)
+            proto = onnx.load(tmp)
+            metadata = export.read_metadata(fp32_path)       # format, sizes, config, outputs
+            metadata.update({'precision': 'int8', 'quant_version': str(QUANT_VERSION),
+                             'weights_sha256': digest, 'weights_file_sha256': weights_sha256,
+                             'calibration_sha256': calibration_digest(sequences),
+                             'calibration_images': str(Path(calibration_images).resolve()),
+                             'calibration_frames': str(len(feeds))})
+            del proto.metadata_props[:]
+            for key, value in metadata.items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.save(proto, tmp)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         for leftover in work.iterdir():
             leftover.unlink()
         work.rmdir()

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
+from ram_tracker.atomic_write import atomic_write_bytes
 from ram_tracker.checkpoint import file_sha256
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import State, StepBackend
@@ -58,15 +57,7 @@ def timing_cache_name(tensorrt_version: str, gpu_name: str,
 
 
 def _write_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, bytes(data))       # TensorRT hands out its own buffer types
 
 
 def _onnx_io_shapes(path: Path) -> dict[str, tuple[int, ...]]:
