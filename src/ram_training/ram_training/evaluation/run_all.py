@@ -291,7 +291,7 @@ def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path
         'world1_json': hashlib.sha256((Path(data_root) / 'world1.json').read_bytes()).hexdigest(),
         'tracker': _plain(asdict(world1.LACATER_TRACKER)),
         'methods': sorted(world1.OCCLUSION_MODELS), 'records': 1,
-        'selection': ['score', 'fresh_first']}
+        'selection': ['score', 'fresh_first'], 'protocol': world1.PROTOCOL_VERSION}
     cache = out / 'world1' / 'results.json'
     cached = _json(cache)
     if cached and cached.get('fingerprint') == fingerprint:

@@ -70,6 +70,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 #   oracle    the track whose box best overlaps the truth: an upper bound of what the method's
 #             hypotheses contain (diagnostic only; it reads the answer)
 SELECTION_RULES = ('score', 'fresh_first', 'oracle')
+# Bumped when the scoring protocol changes, so cached results of the old protocol are not reused.
+# 2: a frame without a target item repeats the previous box; of equal scores the later item wins.
+PROTOCOL_VERSION = 2
 
 
 def target_box(result: FrameResult, class_name: str = 'target', rule: str = 'score',
