@@ -43,6 +43,21 @@ def losses_of(rows) -> list:
     return [float(r["total"]) for r in rows if r["total"]]
 
 
+def train_killed_at(config_path, step: int, monkeypatch) -> None:
+    """Run ram-train on config_path and kill it (KeyboardInterrupt) as step `step` starts."""
+    real_lr_at = train.lr_at
+
+    def dies(at, cfg):
+        if at == step:
+            raise KeyboardInterrupt("killed")
+        return real_lr_at(at, cfg)
+
+    monkeypatch.setattr(train, "lr_at", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(["--config", str(config_path)])
+    monkeypatch.setattr(train, "lr_at", real_lr_at)
+
+
 def test_smoke_training_loss_falls_and_exports(tmp_path, world1):
     path = write_config(tmp_path, world1, "smoke", train=dict(steps=16, checkpoint_interval=8))
     assert train.main(["--config", str(path)]) == 0
@@ -75,17 +90,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, world1, monkeypatch):
     assert train.main(["--config", str(straight)]) == 0
 
     killed = write_config(tmp_path, world1, "killed")
-    real_lr_at = train.lr_at
-
-    def dies_at_step_4(step, cfg):
-        if step == 4:                                  # 4 steps done, last checkpoint at 3
-            raise KeyboardInterrupt("killed")
-        return real_lr_at(step, cfg)
-
-    monkeypatch.setattr(train, "lr_at", dies_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(["--config", str(killed)])
-    monkeypatch.setattr(train, "lr_at", real_lr_at)
+    train_killed_at(killed, 4, monkeypatch)             # 4 steps done, last checkpoint at 3
     run = tmp_path / "runs" / "killed"
     assert train.load_checkpoint(run / "checkpoint.pt")["step"] == 3
     assert len(read_metrics(run)) == 4 and not (run / "model.safetensors").exists()
@@ -324,17 +329,7 @@ def test_tensorboard_scalars_match_the_csv_after_a_kill_and_resume(tmp_path, wor
     killed run logged after its checkpoint is gone from both."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     path = write_config(tmp_path, world1, "tb", train=dict(steps=4, checkpoint_interval=2))
-    real_lr_at = train.lr_at
-
-    def dies_at_step_3(step, cfg):
-        if step == 3:                                  # steps 1-3 logged, last checkpoint at 2
-            raise KeyboardInterrupt("killed")
-        return real_lr_at(step, cfg)
-
-    monkeypatch.setattr(train, "lr_at", dies_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(["--config", str(path)])
-    monkeypatch.setattr(train, "lr_at", real_lr_at)
+    train_killed_at(path, 3, monkeypatch)               # steps 1-3 logged, last checkpoint at 2
     assert train.main(["--config", str(path), "--resume"]) == 0
 
     run = tmp_path / "runs" / "tb"
