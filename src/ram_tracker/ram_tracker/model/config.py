@@ -17,10 +17,11 @@ class ModelConfig:
     # width and 48-channel memory/neck with 32-channel heads costs ~2.9 GMAC per 640x192 frame
     # (the full-width 64-channel version cost ~8 GMAC, 184 ms/frame on 2 cores: the separate
     # stride-4 heads and the ConvGRU were 40% of it). ModelConfig.paper() is the paper's size.
-    # backbone: "resnet18" (ResNet-18 layout) or "dla34" (the paper's); both end in an
-    # upsampling neck to stride 4.
+    # backbone: "resnet18" (ResNet-18 layout), "dla34" (the paper's) or "efficientnet_lite0"
+    # (the mobile-CPU ImageNet architecture; its ImageNet weights: train.backbone_pretrained);
+    # all end in an upsampling neck to stride 4.
     backbone: str = "resnet18"
-    backbone_width: int = 32          # channels of the first stage (64 = the real ResNet-18 / 16 for DLA)
+    backbone_width: int = 32          # channels of the first stage (64 = the real ResNet-18 / 16 for DLA; efficientnet_lite0: unused)
     neck_channels: int = 48           # channels of the stride-4 feature map F_t
 
     # ConvGRU spatial memory M_t = GRU(F_t, M_{t-1}). Paper: 7x7, 64 channels. CPU default 3x3:

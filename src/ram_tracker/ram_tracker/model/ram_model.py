@@ -35,9 +35,10 @@ class RAMModel(nn.Module):
         self.heads = DenseHeads(cfg.memory_channels, cfg.heads(), cfg.head_channels, cfg.heatmap_bias)
         self.embed = NodeEmbedding(cfg.memory_channels, cfg.embed_channels, cfg.embed_pool,
                                    cfg.embed_pool_kernel, cfg.pool_stride, cfg.pool_padding)
-        # ImageNet statistics (backbones are usually initialised from ImageNet weights)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        # the encoder's input statistics (ImageNet's; EfficientNet-Lite0's checkpoint wants [-1, 1])
+        mean, std = self.backbone.input_mean_std
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     # --- geometry -------------------------------------------------------------------------------
     def feature_size(self, image_h: int, image_w: int) -> Tuple[int, int]:
