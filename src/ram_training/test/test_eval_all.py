@@ -140,7 +140,7 @@ def _decode_png(path: Path) -> np.ndarray:
     return image
 
 
-def test_make_eval_end_to_end_and_resume(tiny_models, tmp_path, capsys):
+def test_make_eval_end_to_end_and_resume(tiny_models, tmp_path, capsys, monkeypatch):
     from PIL import Image
     out = tmp_path / 'eval'
     assert run_all.main(_argv(tmp_path, tiny_models, out)) == 0
@@ -240,6 +240,14 @@ def test_make_eval_end_to_end_and_resume(tiny_models, tmp_path, capsys):
     assert again['budget_s']['resumed'] is True
     assert again['world2_throughput']['resumed_sequence_paths'] == len(stamps)
     assert again['data']['world1']['generated_now'] is False
+
+    # a new scoring protocol re-scores World 1 instead of reusing the old protocol's numbers
+    from ram_training.evaluation import world1
+    monkeypatch.setattr(world1, 'PROTOCOL_VERSION', world1.PROTOCOL_VERSION + 1)
+    assert run_all.main(_argv(tmp_path, tiny_models, out)) == 0
+    assert 'World 1: same models, videos and protocol' not in capsys.readouterr().out
+    rescored = json.loads((out / 'world1' / 'results.json').read_text())
+    assert rescored['fingerprint']['protocol'] == world1.PROTOCOL_VERSION
 
 
 # ---------------------------------------------------------------------------------------
