@@ -274,20 +274,26 @@ def test_occlusion_metric_matches_the_toy_reference():
     assert sum(e.last_seen_sum for e in split.by_length.values()) == pytest.approx(errors.last_seen_sum)
 
 
-def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
-    """optim.frozen [backbone, memory, heads]: the walk learns on a fixed detector, so every detection head output
-    of the result equals its start's, while the node embedding (what the walker reads) moves."""
+def outputs_before_and_after_fine_tuning(tmp_path, world1, frozen, **sections):
+    """Train 2 steps, fine-tune 2 more with optim.frozen = `frozen` (lr 1e-2, so what learns
+    visibly moves); the outputs of both models on one random clip."""
     first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
     assert train.main(["--config", str(first)]) == 0
     weights = tmp_path / "runs" / "first" / "model.safetensors"
     second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
-                          data=dict(val_clips=0, clip_length=8), optim=dict(frozen=["backbone", "memory", "heads"], lr=1e-2))
+                          data=dict(val_clips=0, clip_length=8), optim=dict(frozen=frozen, lr=1e-2), **sections)
     assert train.main(["--config", str(second)]) == 0
     before, _ = load_weights(weights)
     after, _ = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
     clip = torch.rand(1, 3, 3, 64, 64)
     with torch.no_grad():
-        out_before, out_after = before.eval()(clip), after.eval()(clip)
+        return before.eval()(clip), after.eval()(clip)
+
+
+def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
+    """optim.frozen [backbone, memory, heads]: the walk learns on a fixed detector, so every detection head output
+    of the result equals its start's, while the node embedding (what the walker reads) moves."""
+    out_before, out_after = outputs_before_and_after_fine_tuning(tmp_path, world1, ["backbone", "memory", "heads"])
     for head in out_before:
         if head != "embed":
             assert torch.equal(out_before[head], out_after[head]), head
@@ -297,18 +303,8 @@ def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
 def test_frozen_walker_trains_only_the_heads(tmp_path, world1):
     """optim.frozen [backbone, memory, embed]: the heads learn on a fixed memory, so the node
     embeddings (what the walker reads) are exactly the start's, while a head's output moves."""
-    first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0), data=dict(val_clips=0))
-    assert train.main(["--config", str(first)]) == 0
-    weights = tmp_path / "runs" / "first" / "model.safetensors"
-    second = write_config(tmp_path, world1, "second", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
-                          data=dict(val_clips=0, clip_length=8), loss=dict(variant="no_walk"),
-                          optim=dict(frozen=["backbone", "memory", "embed"], lr=1e-2))
-    assert train.main(["--config", str(second)]) == 0
-    before, _ = load_weights(weights)
-    after, _ = load_weights(tmp_path / "runs" / "second" / "model.safetensors")
-    clip = torch.rand(1, 3, 3, 64, 64)
-    with torch.no_grad():
-        out_before, out_after = before.eval()(clip), after.eval()(clip)
+    out_before, out_after = outputs_before_and_after_fine_tuning(tmp_path, world1, ["backbone", "memory", "embed"],
+                                                                 loss=dict(variant="no_walk"))
     assert torch.equal(out_before["embed"], out_after["embed"])
     assert not torch.allclose(out_before["hm"], out_after["hm"])
 
