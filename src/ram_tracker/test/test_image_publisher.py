@@ -161,6 +161,24 @@ def test_image_folder_camera_info_follows_each_image_and_a_bad_file_is_skipped(c
     assert 'cannot decode image' in cam.log() and '002.png' in cam.log()
 
 
+def test_looping_folder_is_decoded_once(tmp_path):
+    """A stand-in camera costs what a driver costs: the second pass over a looping folder comes
+    from memory (the files are gone by then), identical frames in the same order."""
+    from ram_tracker.ros.image_publisher_node import FrameSource
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        cv2.imwrite(str(folder / f'{i:03d}.png'), rng.integers(0, 256, (24, 32, 3), np.uint8))
+    source = FrameSource(str(folder), loop=True)
+    first = [source.next().copy() for _ in range(3)]
+    for path in folder.iterdir():
+        path.unlink()
+    second = [source.next() for _ in range(3)]
+    assert first[0].shape == (24, 32, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
 def test_video_file_plays_with_camera_info(camera, tmp_path):
     video = tmp_path / 'clip.avi'
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'MJPG'), 10.0, (64, 48))
