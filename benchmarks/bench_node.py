@@ -1,9 +1,14 @@
 """Node throughput and latency -> benchmarks/results/node.json (+ node.md).
 
-For each resolution, three processes as in deployment: the installed tracker_node (2 threads,
-the default model of config/tracker.yaml unless --model), image_publisher sending
-frames faster than the node can take them (so the node always has a fresh frame: sustained
-throughput), and this script counting `tracks` answers and reading the node's /diagnostics.
+For each case (CASES: a camera resolution and the network input), three processes as in
+deployment: the installed tracker_node (2 threads, the default model of config/tracker.yaml
+unless --model), image_publisher as a 30 Hz camera (a node slower than that skips to the newest
+frame), and this script counting `tracks` answers and reading the node's /diagnostics. Cases:
+  640x192                    640x192 camera, the network at its default input (the size the
+                             weights were trained at: 640x192 for the shipped model)
+  1242x375                   full KITTI camera, the network at its default input (the shipped
+                             model: each frame resized to 640x192, as a user gets it)
+  1242x375_input1280x384     full KITTI camera, the network at the paper's KITTI input 1280x384
 
   fps_<res>_cpu              tracks messages per second over the measuring window
   latency_ms_p50_<res>_cpu   image received -> tracks published, median (node diagnostics)
@@ -19,8 +24,9 @@ throughput), and this script counting `tracks` answers and reading the node's /d
   ..._onnxruntime_int8       backend onnxruntime, precision int8 (calibrated on
                              data/world2_640/training/image_02; only when that folder exists)
 
-Frames come from a World 2 sequence when one exists (data/world2, `ram-data world2`), else from
-the built-in moving-shapes pattern. Run on an idle machine (make bench).
+Frames come from the first sequence of a World 2 set rendered at the camera's size when one
+exists (data/world2*/, `ram-data world2 --width W --height H`), else from the built-in
+moving-shapes pattern; `source_<res>` says which. Run on an idle machine (make bench).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -39,15 +46,28 @@ from ram_tracker.atomic_write import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / 'benchmarks' / 'results'
-CASES = [  # (camera resolution, model input): 1242x375 runs at the paper's KITTI input 1280x384
-    ('640x192', (640, 192), (640, 192)),
-    ('1242x375', (1242, 375), (1280, 384)),
+# (label, camera resolution, network input). None: the node's default, the size the weights were
+# trained at (640x192 for the shipped World 2 model: a full KITTI frame is resized to it, as a
+# user with a 1242x375 camera and that model gets it). The third case runs the network at the
+# paper's KITTI input 1280x384, what a model trained at that size would do.
+CASES = [
+    ('640x192', (640, 192), None),
+    ('1242x375', (1242, 375), None),
+    ('1242x375_input1280x384', (1242, 375), (1280, 384)),
 ]
 
 
 def _world2_frames(size) -> str | None:
-    folder = ROOT / 'data' / 'world2' / 'training' / 'image_02' / '0000'
-    return str(folder) if folder.is_dir() else None
+    """The first sequence of a World 2 set rendered at `size` (data/world2*/world2.json), test
+    sets first (the tracker has not trained on them)."""
+    metas = sorted((ROOT / 'data').glob('world2*/world2.json'),
+                   key=lambda p: ('test' not in p.parent.name, p.parent.name))
+    for meta in metas:
+        config = json.loads(meta.read_text()).get('config', {})
+        folder = meta.parent / 'training' / 'image_02' / '0000'
+        if (config.get('width'), config.get('height')) == tuple(size) and folder.is_dir():
+            return str(folder)
+    return None
 
 
 def measure(label, camera, model_input, model, seconds, env, backend='torch',
@@ -63,7 +83,8 @@ def measure(label, camera, model_input, model, seconds, env, backend='torch',
     lib = ROOT / 'install' / 'ram_tracker' / 'lib' / 'ram_tracker'
     params = ROOT / 'install' / 'ram_tracker' / 'share' / 'ram_tracker' / 'config' / 'tracker.yaml'
     node_cmd = [str(lib / 'tracker_node'), '--ros-args', '--params-file', str(params),
-                '-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}',
+                *(('-p', f'input_width:={model_input[0]}', '-p', f'input_height:={model_input[1]}')
+                  if model_input else ()),
                 '-p', 'device:=cpu', '-p', f'backend:={backend}', '-p', 'num_threads:=2',
                 '-p', 'publish_debug_image:=false', *extra]
     if model:
@@ -142,13 +163,19 @@ def main() -> int:
                'model': args.model or 'config/tracker.yaml default'}
     calibration = ROOT / 'data' / 'world2_640' / 'training' / 'image_02'
     for label, camera, model_input in CASES:
-        print(f'[bench node] {label} (model input {model_input[0]}x{model_input[1]}) ...',
+        wanted = f'{model_input[0]}x{model_input[1]}' if model_input else 'the trained size'
+        print(f'[bench node] {label}: camera {camera[0]}x{camera[1]}, network input {wanted} ...',
               flush=True)
         torch_run = measure(label, camera, model_input, args.model, args.seconds, env)
-        torch_run.pop('_picked'), torch_run.pop('_log')
+        torch_run.pop('_picked')
         results.update(torch_run)
-        results[f'model_input_{label}'] = f'{model_input[0]}x{model_input[1]}'
-        results[f'source_{label}'] = 'world2' if _world2_frames(camera) else 'pattern'
+        results[f'camera_{label}'] = f'{camera[0]}x{camera[1]}'
+        # what the node ran at, from its configure line ("..., input 640x192, ...")
+        ran = re.search(r'input (\d+x\d+)', torch_run.pop('_log'))
+        results[f'model_input_{label}'] = ran.group(1) if ran else wanted
+        frames = _world2_frames(camera)
+        results[f'source_{label}'] = (str(Path(frames).relative_to(ROOT)) if frames
+                                      else 'pattern')
         default = measure(label, camera, model_input, args.model, args.seconds, env,
                           backend='auto', suffix='_default')
         picked, configured = default.pop('_picked'), default.pop('_log')
@@ -175,7 +202,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / 'node.json', json.dumps(results, indent=2) + '\n')
     lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
-             '| camera | model input | backend | frames/s | node latency p50 (ms) | '
+             '| camera | network input | backend | frames/s | node latency p50 (ms) | '
              'stamp-to-answer p50 (ms) | frames dropped |',
              '|---|---|---|---|---|---|---|']
     for label, _, _ in CASES:
@@ -185,7 +212,8 @@ def main() -> int:
                                 ('onnxruntime int8', '_onnxruntime_int8')):
             if f'fps_{label}_cpu{suffix}' not in results:
                 continue
-            lines.append(f'| {label} | {results[f"model_input_{label}"]} | {backend} | '
+            lines.append(f'| {results[f"camera_{label}"]} | {results[f"model_input_{label}"]} | '
+                         f'{backend} | '
                          f'{results[f"fps_{label}_cpu{suffix}"]} | '
                          f'{results[f"latency_ms_p50_{label}_cpu{suffix}"]} | '
                          f'{results[f"e2e_ms_p50_{label}_cpu{suffix}"]} | '
