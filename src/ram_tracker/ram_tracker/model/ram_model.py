@@ -84,8 +84,10 @@ class RAMModel(nn.Module):
         features = features.unflatten(0, (B, T))
         memory = self.memory.initial_state(features[:, 0])
         memories = []
-        for t in range(T):                                      # the recurrence is the only loop
-            memory = self.memory(features[:, t], memory)
+        # unbind once: features[:, t] in the loop would, with a trainable backbone, give every
+        # frame's backward a zero gradient the size of the whole clip to fill and add
+        for frame in features.unbind(1):                        # the recurrence is the only loop
+            memory = self.memory(frame, memory)
             memories.append(memory)
         return torch.stack(memories, 1).flatten(0, 1)
 
