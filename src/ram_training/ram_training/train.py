@@ -61,7 +61,8 @@ CSV_COLUMNS = ("step", "lr") + LOSS_TERMS + ("grad_norm", "clips_per_s", "frames
 WALK_ONLY_MODEL_KEYS = {"walk_local", "walk_radius", "walk_tau"}
 # config keys that may change on --resume (the rest must match the checkpoint: same run)
 RESUME_MAY_CHANGE = {"train.steps", "train.log_interval", "train.val_interval", "train.checkpoint_interval",
-                     "train.progress", "train.threads", "train.device", "data.workers", "data.val_batch_size", "train.init_from"}
+                     "train.progress", "train.threads", "train.device", "data.workers", "data.val_batch_size", "train.init_from",
+                     "train.amp_cpu"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,9 +404,12 @@ class Trainee:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None            # None: no autocast
+    device_type: str = "cuda"
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        if not self.amp_dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.amp_dtype)
 
 
 @dataclass
@@ -505,10 +509,23 @@ def build_model_and_optimizer(cfg: TrainConfig, procs: Processes, resume: bool) 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                  weight_decay=cfg.optim.weight_decay)
-    use_amp = cfg.train.amp and procs.device.type == "cuda"
+    use_amp = cfg.train.amp and (procs.device.type == "cuda" or cfg.train.amp_cpu)
+    if use_amp and procs.device.type == "cpu" and not cpu_has_native_bf16():
+        raise StartError("train.amp_cpu: oneDNN has no bf16 path on this CPU (it needs AVX-512); "
+                         "emulated bf16 is slower than fp32, leave train.amp_cpu false")
     amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    return Trainee(model, model, params, optimizer, scaler, amp_dtype if use_amp else None)
+    return Trainee(model, model, params, optimizer, scaler, amp_dtype if use_amp else None,
+                   procs.device.type)
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN has a bf16 path on this CPU (AVX-512; AMX and AVX512-BF16 run it in hardware).
+    Without it, bf16 autocast is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:

@@ -376,3 +376,38 @@ def test_a_terminal_gets_a_progress_bar_and_one_line_per_log_step(tmp_path, worl
     for step in (2, 4):                                  # whole lines, not overwritten by the bar
         assert re.search(rf"(^|[\r\n])step {step}/4 \| loss [0-9.]+ \(hm .*\| eta \S+\r?\n", text), text
     assert re.search(r"4/4 \[[^\]]*step/s, loss [0-9.]+\]", text), text
+
+
+@pytest.mark.skipif(not train.cpu_has_native_bf16(), reason="oneDNN has no bf16 path on this CPU")
+def test_cpu_bf16_autocast_trains_when_asked(tmp_path, world1, monkeypatch):
+    """train.amp_cpu: the model's forward runs under bf16 autocast on the CPU, the run trains and
+    exports fp32 weights; without it the CPU forward runs in fp32."""
+    from ram_tracker.model.ram_model import RAMModel
+    autocast_dtypes = []
+    real_forward = RAMModel.forward
+
+    def spy(self, clip):
+        autocast_dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                               else torch.float32)
+        return real_forward(self, clip)
+
+    monkeypatch.setattr(RAMModel, "forward", spy)
+    for name, amp_cpu, expected in (("bf16", True, torch.bfloat16), ("fp32", False, torch.float32)):
+        autocast_dtypes.clear()
+        path = write_config(tmp_path, world1, name, train=dict(steps=4, amp_cpu=amp_cpu))
+        assert train.main(["--config", str(path)]) == 0
+        assert autocast_dtypes and set(autocast_dtypes) == {expected}, name
+        losses = losses_of(read_metrics(tmp_path / "runs" / name))
+        assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+        model, _ = load_weights(tmp_path / "runs" / name / "model.safetensors")
+        assert all(v.dtype == torch.float32 for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_cpu_autocast_without_bf16_support_refuses_to_start(tmp_path, world1, monkeypatch, capsys):
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    path = write_config(tmp_path, world1, "nobf16", train=dict(amp_cpu=True))
+    assert train.main(["--config", str(path)]) == 2
+    assert "train.amp_cpu" in capsys.readouterr().err
+    path = write_config(tmp_path, world1, "fp16", train=dict(amp_cpu=True, amp_dtype="fp16"))
+    assert train.main(["--config", str(path)]) == 2
+    assert "bf16" in capsys.readouterr().err
