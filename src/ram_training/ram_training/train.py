@@ -533,13 +533,34 @@ def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
     from ram_tracker.checkpoint import load_weights
     init, init_info = load_weights(cfg.train.init_from)
     differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
-              if k not in WALK_ONLY_MODEL_KEYS]
+              if k not in WALK_ONLY_MODEL_KEYS and k != "memory_kernel"]
     if differ:
         raise StartError(f"train.init_from {cfg.train.init_from}: its model config differs in {', '.join(differ)}")
-    model.load_state_dict(init.state_dict())
+    state = init.state_dict()
+    grown = init.cfg.memory_kernel != cfg.model.memory_kernel
+    if grown:
+        state = grow_memory_kernel(state, init.cfg.memory_kernel, cfg.model.memory_kernel,
+                                   cfg.train.init_from)
+    model.load_state_dict(state)
     if master:
         print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
-              f"{init_info.get('steps')} steps)", file=sys.stderr)
+              f"{init_info.get('steps')} steps)"
+              + (f", its {init.cfg.memory_kernel}x{init.cfg.memory_kernel} ConvGRU kernels zero-padded "
+                 f"to {cfg.model.memory_kernel}x{cfg.model.memory_kernel}" if grown else ""),
+              file=sys.stderr)
+
+
+def grow_memory_kernel(state: dict, old: int, new: int, source: str) -> dict:
+    """The ConvGRU's kernels of `state` zero-padded from old x old to new x new (a larger
+    kernel, the same function: the padded taps are 0, and each convolution pads its input by
+    kernel // 2), so a trained model can start a capacity test (the paper's 7x7 memory)."""
+    if new < old or (new - old) % 2:
+        raise StartError(f"train.init_from {source}: model.memory_kernel {new} cannot grow from its "
+                         f"{old} (a larger kernel of the same parity only)")
+    pad = (new - old) // 2
+    return {name: torch.nn.functional.pad(value, (pad, pad, pad, pad))
+            if name.startswith("memory.") and name.endswith(".weight") else value
+            for name, value in state.items()}
 
 
 def resume_from_checkpoint(run: Run) -> None:

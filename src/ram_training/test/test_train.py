@@ -411,3 +411,33 @@ def test_cpu_autocast_without_bf16_support_refuses_to_start(tmp_path, world1, mo
     path = write_config(tmp_path, world1, "fp16", train=dict(amp_cpu=True, amp_dtype="fp16"))
     assert train.main(["--config", str(path)]) == 2
     assert "bf16" in capsys.readouterr().err
+
+
+def test_init_from_a_smaller_gru_kernel_keeps_the_function_and_trains(tmp_path, world1, capsys):
+    """The capacity test's start: 3x3 ConvGRU weights grown to the paper's 7x7 (zero taps) give
+    the same outputs on a clip; the trainer starts from them and trains the new taps; a kernel
+    that would shrink is refused."""
+    first = write_config(tmp_path, world1, "k3", train=dict(steps=2, checkpoint_interval=0),
+                         data=dict(val_clips=0))
+    assert train.main(["--config", str(first)]) == 0
+    weights = tmp_path / "runs" / "k3" / "model.safetensors"
+    small, _ = load_weights(weights)
+    grown_cfg = small.cfg.from_dict({**small.cfg.to_dict(), "memory_kernel": 7})
+    from ram_tracker.model import build_model
+    grown = build_model(grown_cfg).eval()
+    grown.load_state_dict(train.grow_memory_kernel(small.state_dict(), 3, 7, str(weights)))
+    clip = torch.rand(1, 5, 3, 64, 64)
+    with torch.no_grad():
+        a, b = small(clip), grown(clip)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    second = write_config(tmp_path, world1, "k7", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
+                          data=dict(val_clips=0), model=dict(memory_kernel=7))
+    assert train.main(["--config", str(second)]) == 0
+    assert "zero-padded to 7x7" in capsys.readouterr().err
+    after, _ = load_weights(tmp_path / "runs" / "k7" / "model.safetensors")
+    gates = after.state_dict()["memory.gates.weight"]
+    assert gates.shape[-2:] == (7, 7) and float(gates[..., 0, :].abs().sum()) > 0   # new taps learnt
+    shrink = write_config(tmp_path, world1, "k1", train=dict(steps=2, init_from=str(tmp_path / "runs" / "k7" / "model.safetensors")),
+                          data=dict(val_clips=0), model=dict(memory_kernel=3))
+    assert train.main(["--config", str(shrink)]) == 2
+    assert "cannot grow" in capsys.readouterr().err
