@@ -26,7 +26,7 @@ O(tracks * nodes). No ROS imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -154,11 +154,13 @@ class Tracker:
         self.tracks = []
         self._next_id = 1
 
-    def update(self, detections: Detections, transition: Optional[Transition] = None,
+    def update(self, detections: Detections,
+               transition: Optional[Transition | Callable[[], Transition]] = None,
                grid: Optional[NodeGrid] = None) -> list[Track]:
         """Advance one frame. Returns the live tracks plus those that ended in this frame
         (state 'lost', reported once). `transition` (batch 1) maps the previous frame's nodes to
-        this frame's; None on the first frame (occluded tracks then keep their box)."""
+        this frame's, or is a function that computes it (called only if a track walks); None on
+        the first frame (occluded tracks then keep their box)."""
         cfg = self.config
         dets = detections.select(detections.scores > cfg.det_threshold)
         dets = dets.select(np.argsort(-dets.scores, kind='stable'))
@@ -190,7 +192,8 @@ class Tracker:
             else:
                 occluded.append(track)
         if cfg.occlusion_model == 'walker' and occluded and transition is not None:
-            self._advance_walkers(occluded, transition, grid)
+            self._advance_walkers(occluded, transition() if callable(transition) else transition,
+                                  grid)
         for track in occluded:
             if self._follow_occluded(track, dets, det_used):
                 survivors.append(track)

@@ -121,6 +121,25 @@ def test_set_tracker_config_applies_to_decoding_and_tracking_from_the_next_frame
     assert all(t.state != 'visible' for t in kept)      # nothing above 0.99 to match them
 
 
+def test_the_transition_waits_until_a_tracker_asks_and_is_computed_once(tmp_path, monkeypatch):
+    """infer() hands over the transition uncomputed; the first tracker that walks computes it
+    (the same values as computing it at once), the others (evaluation: several trackers on one
+    inference) get the same object."""
+    pipeline = _pipeline(tmp_path)
+    calls = []
+    real = pipeline.stream.model.transition
+    monkeypatch.setattr(pipeline.stream.model, 'transition',
+                        lambda q_prev, q_next: calls.append(1) or real(q_prev, q_next))
+    rng = np.random.default_rng(0)
+    pipeline.stream.infer(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8))
+    previous = pipeline.stream.embed.clone()
+    inference = pipeline.stream.infer(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8))
+    assert calls == []
+    first = inference.transition()
+    assert inference.transition() is first and len(calls) == 1
+    torch.testing.assert_close(first.values, real(previous, pipeline.stream.embed).values)
+
+
 # -- which model runs: the shipped one by default, never an untrained one by accident ----------
 SHIPPED = Path(__file__).resolve().parents[3] / 'models' / 'world2_ram.safetensors'
 CPU = {'device': 'cpu', 'backend': 'torch', 'num_threads': 1}

@@ -6,8 +6,9 @@ tracker consumes the same inference (detections and walk transition). Used by th
 evaluation (`evaluation/world1.py`) and the KITTI evaluation (`evaluation/kitti_eval.py`).
 
 Each tracker sees exactly what `TrackingPipeline.process` would give it: the transition is
-always computed (a pure function of the embeddings, so asking for it changes nothing), and a
-new stream (first frame, new resolution) resets the trackers.
+always offered (computed once, when the first tracker walks a track: a pure function of the
+embeddings, so asking for it changes nothing), and a new stream (first frame, new resolution)
+resets the trackers.
 """
 from __future__ import annotations
 
