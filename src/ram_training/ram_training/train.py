@@ -510,7 +510,7 @@ def build_model_and_optimizer(cfg: TrainConfig, procs: Processes, resume: bool) 
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                  weight_decay=cfg.optim.weight_decay)
     use_amp = cfg.train.amp and (procs.device.type == "cuda" or cfg.train.amp_cpu)
-    if use_amp and procs.device.type == "cpu" and not cpu_has_native_bf16():
+    if use_amp and procs.device.type == "cpu" and not cpu_supports_bf16():
         raise StartError("train.amp_cpu: oneDNN has no bf16 path on this CPU (it needs AVX-512); "
                          "emulated bf16 is slower than fp32, leave train.amp_cpu false")
     amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
@@ -519,7 +519,7 @@ def build_model_and_optimizer(cfg: TrainConfig, procs: Processes, resume: bool) 
                    procs.device.type)
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_supports_bf16() -> bool:
     """oneDNN has a bf16 path on this CPU (AVX-512; AMX and AVX512-BF16 run it in hardware).
     Without it, bf16 autocast is emulated and slower than fp32."""
     try:

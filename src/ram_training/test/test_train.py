@@ -378,7 +378,7 @@ def test_a_terminal_gets_a_progress_bar_and_one_line_per_log_step(tmp_path, worl
     assert re.search(r"4/4 \[[^\]]*step/s, loss [0-9.]+\]", text), text
 
 
-@pytest.mark.skipif(not train.cpu_has_native_bf16(), reason="oneDNN has no bf16 path on this CPU")
+@pytest.mark.skipif(not train.cpu_supports_bf16(), reason="oneDNN has no bf16 path on this CPU")
 def test_cpu_bf16_autocast_trains_when_asked(tmp_path, world1, monkeypatch):
     """train.amp_cpu: the model's forward runs under bf16 autocast on the CPU, the run trains and
     exports fp32 weights; without it the CPU forward runs in fp32."""
@@ -404,7 +404,7 @@ def test_cpu_bf16_autocast_trains_when_asked(tmp_path, world1, monkeypatch):
 
 
 def test_cpu_autocast_without_bf16_support_refuses_to_start(tmp_path, world1, monkeypatch, capsys):
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(train, "cpu_supports_bf16", lambda: False)
     path = write_config(tmp_path, world1, "nobf16", train=dict(amp_cpu=True))
     assert train.main(["--config", str(path)]) == 2
     assert "train.amp_cpu" in capsys.readouterr().err
