@@ -2,6 +2,11 @@
 50-frame sequence (outputs, recurrent state and tracks), backend selection, the ONNX and
 TensorRT caches. TensorRT itself runs only where the tensorrt package and CUDA exist."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +148,56 @@ def test_onnx_cache_and_metadata(model, tmp_path):
     changed = build_model(TINY)
     assert export.weights_digest(changed) != export.weights_digest(model)
     assert not list((tmp_path / 'cache' / 'onnx').glob('*.tmp'))
+
+
+def _killed_writer(path: Path, folder: bool = False) -> Path:
+    """What a writer killed mid-write (SIGKILL: its cleanup never runs) leaves beside `path`:
+    atomic_path's temporary file, or (folder) a work folder named like quantize's."""
+    code = ('import os, sys, tempfile, time\n'
+            'from pathlib import Path\n'
+            'from ram_tracker.atomic_write import atomic_path, temporary_tag\n'
+            'path = Path(sys.argv[1])\n'
+            'if sys.argv[2] == "folder":\n'
+            '    work = Path(tempfile.mkdtemp(prefix=f".ram_int8{temporary_tag()}_", dir=path.parent))\n'
+            '    (work / "augmented_model.onnx").write_bytes(b"x" * 1000)\n'
+            '    print(work, flush=True)\n'
+            '    time.sleep(60)\n'
+            'with atomic_path(path, keep_suffix=True) as tmp:\n'
+            '    tmp.write_bytes(b"half a graph")\n'
+            '    print(tmp, flush=True)\n'
+            '    time.sleep(60)\n')
+    writer = subprocess.Popen([sys.executable, '-c', code, str(path), 'folder' if folder else 'file'],
+                              stdout=subprocess.PIPE, text=True)
+    left = Path(writer.stdout.readline().strip())
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert left.exists()
+    return left
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_cache_loses_what_killed_exports_left_behind(model, tmp_path):
+    """A killed export or quantization left a temporary in the cache (a 12 MB graph each at
+    the node's sizes); the next lookup removes it once it is an hour old. A live writer's
+    temporary and a fresh one stay (a cache shared with another machine can be mid-write)."""
+    onnx_dir = tmp_path / 'cache' / 'onnx'
+    onnx_dir.mkdir(parents=True)
+    killed = _killed_writer(onnx_dir / 'ram_step_0_v1_128x64_fp32.onnx')
+    killed_work = _killed_writer(onnx_dir / 'ram_step_0_v1_128x64_int8.onnx', folder=True)
+    recent = _killed_writer(onnx_dir / 'ram_step_1_v1_128x64_fp32.onnx')
+    live = onnx_dir / f'.ram_step_2_v1_128x64_fp32.onnx.tmp{os.getpid()}.onnx'
+    live.write_bytes(b'being written')
+    for path in (killed, killed_work, live):
+        _age(path, 2 * 3600)
+    export.ensure_onnx(model, SIZE)
+    assert not killed.exists() and not killed_work.exists()
+    assert recent.exists() and live.exists()
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted(
+        [recent.name, live.name, export.onnx_file_name(export.weights_digest(model), SIZE, 'fp32')])
 
 
 def test_fp16_graph_keeps_fp32_inputs_outputs_and_state(model, tmp_path):

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ram_tracker.atomic_write import atomic_write_bytes
+from ram_tracker.atomic_write import atomic_write_bytes, remove_abandoned
 from ram_tracker.checkpoint import file_sha256
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import State, StepBackend
@@ -91,6 +91,7 @@ class TensorRTBackend(StepBackend):
         self.workspace = workspace_bytes
         self.log = log or (lambda message: None)
         self.cache_directory = Path(cache_directory or export.cache_dir() / 'tensorrt')
+        remove_abandoned(self.cache_directory)   # what killed engine builds left there
         self.logger = trt.Logger(trt.Logger.WARNING)
         gpu = torch.cuda.get_device_name(self.device)
         capability = torch.cuda.get_device_capability(self.device)
