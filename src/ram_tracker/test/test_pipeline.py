@@ -30,7 +30,7 @@ def test_weights_round_trip_gives_identical_outputs(tmp_path):
         b, _ = loaded.step(x, loaded.initial_state(1, 32, 64))
     for key in ('hm', 'wh', 'embed'):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-    assert not list(tmp_path.glob('*.tmp'))                 # atomic write left no temp file
+    assert [p.name for p in tmp_path.iterdir()] == ['m.safetensors']   # no temporary left
 
 
 def test_bad_weights_files_name_the_problem(tmp_path):
