@@ -1,6 +1,7 @@
 """ram-eval: a tiny generated World 2 sequence through the installed tracker node (real process,
 real DDS, real bags) and through the offline pipeline gives the same tracks; results are written
 in the KITTI format and scored; runs resume per sequence; bad input fails clearly."""
+import json
 import os
 import subprocess
 import sys
@@ -199,20 +200,25 @@ def test_offline_resumes_per_sequence_and_reruns_on_new_parameters(world2, model
     assert not list(out.rglob('*.tmp*')) and not list(out.rglob('.*partial*'))
 
 
-def test_peer_trackers_are_scored_on_the_same_detections(world2, model_path, tmp_path):
+def test_peer_trackers_are_scored_on_the_same_detections(world2, model_path, tmp_path, capsys):
+    """`ram-eval --peers`: SORT, ByteTrack and OC-SORT run on the model's detections beside the
+    occlusion models, each with its results, scores and row in the printed table."""
     pytest.importorskip('trackers')
-    from ram_training.evaluation.peers import PEER_TRACKERS, make_peer
+    from ram_training.evaluation.peers import PEER_TRACKERS
     out = tmp_path / 'eval'
-    summary = kitti_eval.evaluate_dataset(
-        world2, model_path, out, sequences=['0001'], path='offline', params_overrides=PARAMS,
-        methods=('walker', 'none'), max_frames=15, log=lambda *_: None,
-        extra_trackers={name: make_peer(name) for name in PEER_TRACKERS})
+    overrides = [arg for key, value in PARAMS.items() for arg in ('-p', f'{key}={value}')]
+    assert kitti_eval.main(['--data', str(world2), '--model', str(model_path), '--out', str(out),
+                            '--sequences', '0001', '--path', 'offline', '--methods', 'walker',
+                            'none', '--max-frames', '15', '--peers', *overrides]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / 'summary.json').read_text())
     assert set(summary['methods']) == {'walker', 'none', *PEER_TRACKERS}
     assert set(summary['occluded_localization']['tracks']) == {'walker', 'none', *PEER_TRACKERS}
     for name in PEER_TRACKERS:
         assert read_results(out / 'results' / name / '0001.txt'), name    # they tracked
         assert summary['per_sequence']['0001']['offline']['extra_trackers'][name]['seconds'] >= 0
         assert (out / 'scores' / f'{name}.json').is_file()
+        assert name in printed
 
 
 def test_comparison_notices_a_difference():

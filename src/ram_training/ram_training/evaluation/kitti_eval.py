@@ -775,6 +775,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS,
                         help='occlusion models of the offline path')
     parser.add_argument('--max-frames', type=int, default=None, help='first N frames of each sequence')
+    parser.add_argument('--peers', action='store_true',
+                        help='also run SORT, ByteTrack and OC-SORT on the same detections (offline path)')
     return parser
 
 
@@ -789,11 +791,13 @@ def _report(summary: dict, out_dir) -> str:
 
 def main(argv=None) -> int:
     args = _argument_parser().parse_args(argv)
+    from ram_training.evaluation.peers import peers_for
     from ram_training.node_process import sigterm_exits
     try:
         with sigterm_exits():             # a killed run stops its tracker_node on the way out
             summary = evaluate_dataset(args.data, args.model, args.out, args.sequences, args.path,
                                        parse_overrides(args.param), tuple(args.methods),
+                                       extra_trackers=peers_for(args.model) if args.peers else None,
                                        params_file=args.params, max_frames=args.max_frames)
     except EvalError as error:
         print(f'ram-eval: error: {error}', file=sys.stderr)

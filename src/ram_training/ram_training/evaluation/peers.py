@@ -91,6 +91,16 @@ def scale_detections(detections: Detections, sx: float, sy: float) -> Detections
                       detections.classes, detections.tracking * s, detections.visibility)
 
 
+def peers_for(model_path) -> dict[str, PeerTrack]:
+    """Every peer tracker (PEER_TRACKERS) for the classes of the weights at `model_path`
+    (None / '' = the untrained model's classes): the peer columns of an evaluation."""
+    class_names = DEFAULT_CLASS_NAMES
+    if model_path:
+        from ram_tracker.checkpoint import load_weights
+        class_names = tuple(load_weights(model_path)[0].cfg.class_names)
+    return {name: make_peer(name, class_names=class_names) for name in PEER_TRACKERS}
+
+
 def make_peer(name: str, class_names: Sequence[str] = DEFAULT_CLASS_NAMES,
               detection_floor: float = DETECTION_FLOOR, **params) -> PeerTrack:
     """A function tracking one whole sequence with the peer tracker `name` (see PEER_TRACKERS).

@@ -350,10 +350,8 @@ def run_world2(data_root: Path, names: list[str], model_path: Path, out: Path, t
                skip_ros: bool, log=_log) -> dict:
     """evaluate_dataset (both paths unless skip_ros; the peers as extra trackers) into
     out/world2 (resumable per sequence); returns its summary, plus 'resumed_runs'."""
-    from ram_tracker.checkpoint import load_weights
     from ram_training.evaluation.kitti_eval import METHODS, evaluate_dataset
-    from ram_training.evaluation.peers import PEER_TRACKERS, make_peer
-    classes = tuple(load_weights(model_path)[0].cfg.class_names)
+    from ram_training.evaluation.peers import peers_for
     skipped = []
 
     def log_line(message: str) -> None:
@@ -365,7 +363,7 @@ def run_world2(data_root: Path, names: list[str], model_path: Path, out: Path, t
         data_root, model_path, out / 'world2', sequences=names,
         path='offline' if skip_ros else 'both',
         params_overrides={'device': 'cpu', 'num_threads': threads}, methods=METHODS,
-        extra_trackers={n: make_peer(n, class_names=classes) for n in PEER_TRACKERS},
+        extra_trackers=peers_for(model_path),
         log=log_line)
     summary['resumed_runs'] = len(skipped)     # sequence x path records reused from before
     return summary
