@@ -1,8 +1,10 @@
 """Atomic file writes: a killed run never leaves half a file behind (temp file beside the
-target + os.replace). No ROS; the training and evaluation packages write through these too."""
+target + os.replace), and the removal of the temporaries a killed run left behind. No ROS; the
+training and evaluation packages use these too."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -17,7 +19,7 @@ def atomic_path(path, keep_suffix: bool = False):
     suffix, for writers that pick the format by it (OpenCV's VideoWriter: the container)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}{temporary_tag()}{path.suffix if keep_suffix else ""}')
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}{path.suffix if keep_suffix else ""}')
     try:
         yield tmp
         with open(tmp, 'rb') as written:        # on disk before the rename: a crash leaves
@@ -36,52 +38,51 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def temporary_tag() -> str:
-    """`.tmp<pid>`: the part of a temporary name (file or work folder) that says it is one and
-    which process writes it, so that remove_abandoned can tell a killed writer's leftovers from
-    a live writer's work."""
-    return f'.tmp{os.getpid()}'
+# Caches (ONNX graphs, TensorRT engines) may be shared with another machine, where our pid check
+# says nothing: a leftover there must also be this old (no export or build takes an hour).
+CACHE_LEFTOVER_AGE_S = 3600.0
 
 
-_TEMPORARY = re.compile(r'^\..+\.tmp(?P<pid>\d+)(?:[._].*)?$')
-
-
-def remove_abandoned(directory, min_age_s: float = 3600.0) -> list[Path]:
-    """Remove the temporaries (files or folders named with temporary_tag()) that writers killed
-    mid-write left in `directory` (SIGKILL or a power cut: their cleanup never ran; a cache
-    directory otherwise grows by a whole file per killed export). A temporary goes only if its
-    writer's pid is not alive here *and* it is older than `min_age_s`: a cache shared with
-    another machine (where our pid check means nothing) loses no write that is still under way.
-    Returns what was removed; errors (a race with another sweeper) are ignored."""
-    directory = Path(directory)
+def remove_leftovers_of_dead_runs(folder, prefix: str, min_age_s: float = 0.0) -> list:
+    """Remove the entries `<prefix><pid>` of `folder` (optionally followed by `.<suffix>` or
+    `_<anything>`) whose process no longer exists: the temporaries (files or folders written
+    under a run's pid and renamed into place when complete) that a killed run left behind
+    (SIGKILL or a power cut: its own cleanup never ran). Those of a live process, a run still
+    writing, are not touched, nor is any other name, nor (min_age_s, for folders another machine
+    may share, where a pid says nothing) anything modified less than min_age_s ago. Returns the
+    removed paths."""
+    folder = Path(folder)
     removed = []
-    try:
-        entries = list(directory.iterdir())
-    except OSError:
-        return removed
     now = time.time()
-    for entry in entries:
-        match = _TEMPORARY.match(entry.name)
-        if not match or _alive(int(match['pid'])):
+    for entry in sorted(folder.glob(glob.escape(prefix) + '*')) if folder.is_dir() else ():
+        match = _PID_THEN_TAIL.fullmatch(entry.name[len(prefix):])
+        if not match or _process_exists(int(match[1])):
             continue
         try:
-            if now - entry.lstat().st_mtime < min_age_s:
+            if min_age_s and now - entry.lstat().st_mtime < min_age_s:
                 continue
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
+                shutil.rmtree(entry, ignore_errors=True)
             else:
-                entry.unlink()
-            removed.append(entry)
+                entry.unlink(missing_ok=True)
         except OSError:
-            continue
+            continue                    # another sweeper got there first
+        removed.append(entry)
     return removed
 
 
-def _alive(pid: int) -> bool:
+_PID_THEN_TAIL = re.compile(r'(\d+)(?:[._].*)?')
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine (conservatively True where that cannot be
+    told: another user's process, or a system without POSIX signals)."""
+    if os.name != 'posix' or pid == os.getpid():
+        return True
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)                 # signal 0: only the existence and permission checks
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError):
-        return True         # another user's process, or no pid at all: keep its file
+        return True
     return True

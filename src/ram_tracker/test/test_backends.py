@@ -152,16 +152,18 @@ def test_onnx_cache_and_metadata(model, tmp_path):
 
 def _killed_writer(path: Path, folder: bool = False) -> Path:
     """What a writer killed mid-write (SIGKILL: its cleanup never runs) leaves beside `path`:
-    atomic_path's temporary file, or (folder) a work folder named like quantize's."""
+    atomic_path's temporary file or (folder) an int8 calibration work folder."""
     code = ('import os, sys, tempfile, time\n'
             'from pathlib import Path\n'
-            'from ram_tracker.atomic_write import atomic_path, temporary_tag\n'
+            'from ram_tracker.atomic_write import atomic_path\n'
+            'from ram_tracker.inference import quantize\n'
             'path = Path(sys.argv[1])\n'
             'if sys.argv[2] == "folder":\n'
-            '    work = Path(tempfile.mkdtemp(prefix=f".ram_int8{temporary_tag()}_", dir=path.parent))\n'
-            '    (work / "augmented_model.onnx").write_bytes(b"x" * 1000)\n'
-            '    print(work, flush=True)\n'
-            '    time.sleep(60)\n'
+            '    with tempfile.TemporaryDirectory(prefix=f"{quantize.WORK_PREFIX}{os.getpid()}_",\n'
+            '                                     dir=path.parent) as work:\n'
+            '        (Path(work) / "augmented_model.onnx").write_bytes(b"x" * 1000)\n'
+            '        print(work, flush=True)\n'
+            '        time.sleep(60)\n'
             'with atomic_path(path, keep_suffix=True) as tmp:\n'
             '    tmp.write_bytes(b"half a graph")\n'
             '    print(tmp, flush=True)\n'
@@ -182,22 +184,33 @@ def _age(path: Path, seconds: float) -> None:
 
 def test_cache_loses_what_killed_exports_left_behind(model, tmp_path):
     """A killed export or quantization left a temporary in the cache (a 12 MB graph each at
-    the node's sizes); the next lookup removes it once it is an hour old. A live writer's
-    temporary and a fresh one stay (a cache shared with another machine can be mid-write)."""
+    the node's sizes); the next lookup of that graph removes it once it is an hour old. A live
+    writer's temporary and a fresh one stay (a cache shared with another machine can be
+    mid-write)."""
+    from ram_tracker.inference import quantize
+    digest = export.weights_digest(model)
     onnx_dir = tmp_path / 'cache' / 'onnx'
     onnx_dir.mkdir(parents=True)
-    killed = _killed_writer(onnx_dir / 'ram_step_0_v1_128x64_fp32.onnx')
-    killed_work = _killed_writer(onnx_dir / 'ram_step_0_v1_128x64_int8.onnx', folder=True)
-    recent = _killed_writer(onnx_dir / 'ram_step_1_v1_128x64_fp32.onnx')
-    live = onnx_dir / f'.ram_step_2_v1_128x64_fp32.onnx.tmp{os.getpid()}.onnx'
+    fp32 = onnx_dir / export.onnx_file_name(digest, SIZE, 'fp32')
+    int8 = onnx_dir / quantize.int8_file_name(digest, SIZE)
+    killed, recent = _killed_writer(fp32), _killed_writer(fp32)
+    killed_work = _killed_writer(int8, folder=True)
+    writer = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    live = fp32.with_name(f'.{fp32.name}.tmp{writer.pid}.onnx')     # another process, writing
     live.write_bytes(b'being written')
     for path in (killed, killed_work, live):
         _age(path, 2 * 3600)
-    export.ensure_onnx(model, SIZE)
-    assert not killed.exists() and not killed_work.exists()
-    assert recent.exists() and live.exists()
-    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted(
-        [recent.name, live.name, export.onnx_file_name(export.weights_digest(model), SIZE, 'fp32')])
+    try:
+        assert export.ensure_onnx(model, SIZE) == fp32
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not killed.exists()
+    assert recent.exists() and live.exists() and killed_work.exists()
+    with pytest.raises(quantize.CalibrationError):   # no calibration frames: it only looks
+        quantize.ensure_int8_onnx(model, SIZE)
+    assert not killed_work.exists()
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted([recent.name, live.name, fp32.name])
 
 
 def test_fp16_graph_keeps_fp32_inputs_outputs_and_state(model, tmp_path):

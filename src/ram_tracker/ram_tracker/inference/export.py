@@ -44,7 +44,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ram_tracker.atomic_write import atomic_path, remove_abandoned
+from ram_tracker.atomic_write import CACHE_LEFTOVER_AGE_S, atomic_path, remove_leftovers_of_dead_runs
 
 EXPORT_FORMAT = 'ram-ros-step-onnx/1'
 EXPORT_VERSION = 1            # bump when the graph's interface or contents change
@@ -190,7 +190,7 @@ def ensure_onnx(model, input_size: tuple[int, int], precision: str = 'fp32',
     target = Path(directory or cache_dir() / 'onnx') / onnx_file_name(
         digest, input_size, precision, with_transition)
     candidates.append(target)
-    remove_abandoned(target.parent)        # what killed exports left there
+    remove_leftovers_of_dead_runs(target.parent, f'.{target.name}.tmp', CACHE_LEFTOVER_AGE_S)
     for candidate in candidates:
         if candidate.is_file() and matches(candidate, digest, input_size, precision,
                                            with_transition):

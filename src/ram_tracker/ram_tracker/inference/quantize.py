@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ram_tracker.atomic_write import atomic_path, remove_abandoned, temporary_tag
+from ram_tracker.atomic_write import CACHE_LEFTOVER_AGE_S, atomic_path, remove_leftovers_of_dead_runs
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import StepBackend
 
@@ -50,6 +50,7 @@ FP32_NODE_PREFIXES = ('/memory/', '/heads/', '/embed/', '/backbone/neck/')
 # Every op ONNX Runtime can quantize (Conv, Add, MaxPool, ...): a chain of int8 ops needs no
 # DequantizeLinear/QuantizeLinear between them (1.32x vs 1.27x with Conv alone, one thread).
 OPS_TO_QUANTIZE = None
+WORK_PREFIX = '.ram_int8.tmp'  # calibration's work folder: WORK_PREFIX<pid>_<random>
 CALIBRATION = 'Percentile'      # onnxruntime.quantization.CalibrationMethod
 
 
@@ -158,7 +159,7 @@ def quantize_step(model, fp32_path: Path, path: Path, input_size: tuple[int, int
 
     path = Path(path).absolute()        # calibration runs in another working directory
     path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f'.ram_int8{temporary_tag()}_', dir=path.parent))
+    work = Path(tempfile.mkdtemp(prefix=f'{WORK_PREFIX}{os.getpid()}_', dir=path.parent))
     try:
         with atomic_path(path, keep_suffix=True) as tmp:
             cwd = os.getcwd()
@@ -218,7 +219,8 @@ def ensure_int8_onnx(model, input_size: tuple[int, int], calibration_images: str
     if calibration_images:
         wanted = calibration_digest(calibration_files(calibration_images, input_size))
     target = Path(directory or export.cache_dir() / 'onnx') / int8_file_name(digest, input_size)
-    remove_abandoned(target.parent)        # what killed quantizations left there
+    for prefix in (f'.{target.name}.tmp', WORK_PREFIX):     # what killed quantizations left
+        remove_leftovers_of_dead_runs(target.parent, prefix, CACHE_LEFTOVER_AGE_S)
     candidates = ([export.beside_weights_path(weights_path, input_size, 'int8')]
                   if weights_path else []) + [target]
     for candidate in candidates:

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ram_tracker.atomic_write import atomic_write_bytes, remove_abandoned
+from ram_tracker.atomic_write import CACHE_LEFTOVER_AGE_S, atomic_write_bytes, remove_leftovers_of_dead_runs
 from ram_tracker.checkpoint import file_sha256
 from ram_tracker.inference import export
 from ram_tracker.inference.backends import State, StepBackend
@@ -91,7 +91,6 @@ class TensorRTBackend(StepBackend):
         self.workspace = workspace_bytes
         self.log = log or (lambda message: None)
         self.cache_directory = Path(cache_directory or export.cache_dir() / 'tensorrt')
-        remove_abandoned(self.cache_directory)   # what killed engine builds left there
         self.logger = trt.Logger(trt.Logger.WARNING)
         gpu = torch.cuda.get_device_name(self.device)
         capability = torch.cuda.get_device_capability(self.device)
@@ -101,6 +100,9 @@ class TensorRTBackend(StepBackend):
         self.engine_path = self.cache_directory / f'{self.key}.engine'
         self.timing_cache_path = self.cache_directory / timing_cache_name(trt.__version__, gpu,
                                                                           capability)
+        for written in (self.engine_path, self.engine_path.with_suffix('.json'), self.timing_cache_path):
+            remove_leftovers_of_dead_runs(self.cache_directory, f'.{written.name}.tmp',
+                                          CACHE_LEFTOVER_AGE_S)   # what killed builds left there
         self.built = False                 # True when this instance built (not loaded) it
         self.build_seconds = 0.0
         with torch.cuda.device(self.device):
