@@ -37,11 +37,12 @@ def first_steps(model, video, input_size) -> list[dict]:
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2
     out = []
     for t in range(1, visible.shape[1]):
-        for k in range(visible.shape[2]):
-            if not (visible[0, t - 1, k] and exists[0, t, k] and vis[0, t, k] <= HIDDEN):
-                continue
+        hiding = visible[0, t - 1] & exists[0, t] & (vis[0, t] <= HIDDEN)
+        if not bool(hiding.any()):
+            continue
+        A = model.cfg.walk.transition(embed[:, t - 1], embed[:, t])      # once per frame pair
+        for k in hiding.nonzero().flatten().tolist():
             start = grid.pixel_to_node(centre[0, t - 1, k])
-            A = model.cfg.walk.transition(embed[:, t - 1], embed[:, t])
             walker = walk.transition_row(A, start.view(1, 1))
             peak, guess = walk.walker_peaks(walker, grid)
             node = int(torch.argmax(walker[0, 0]))
