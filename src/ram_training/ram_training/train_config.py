@@ -106,8 +106,9 @@ class RunConfig:
     amp: bool = True                      # mixed precision on CUDA (on CPU only with amp_cpu)
     amp_dtype: str = "bf16"               # bf16 | fp16 (fp16 uses a GradScaler)
     # bf16 autocast on a CPU whose oneDNN has a bf16 path (AVX-512; AMX / AVX512-BF16 in
-    # hardware; the losses stay fp32 as on CUDA): 1.65x the fp32 forward + backward of the World 1 model on 96-frame clips on a 2-core
-    # Xeon. Off by default: it changes the numerics of the fp32 CPU recipes.
+    # hardware; the losses stay fp32 as on CUDA): 1.65x the fp32 forward + backward of the
+    # World 1 model on 96-frame clips on a 2-core Xeon. Off by default: it changes the numerics
+    # of the fp32 CPU recipes.
     amp_cpu: bool = False
     threads: int = 0                      # torch CPU threads; 0: torch default
     progress: bool = True                 # progress bar on stderr (rank 0)
