@@ -123,10 +123,17 @@ def _local_logits(q_prev: torch.Tensor, q_next: torch.Tensor, radius: int, tile:
         # this band's queries: (B * r * nx tiles, S*S, D)
         q = queries[:, :, iy * S:(iy + r) * S].reshape(B, D, r, S, nx, S)
         q = q.permute(0, 2, 4, 3, 5, 1).reshape(B * r * nx, S * S, D)
-        # each tile's (S+2R)^2 neighbourhood in the next frame: unfold with stride S copies the
-        # band ((S+2R)/S)^2 times, never K times
-        k = F.unfold(keys[:, :, iy * S:(iy + r) * S + 2 * R], kernel_size=L, stride=S)   # (B, D*L*L, r*nx)
-        k = k.reshape(B, D, L * L, r * nx).permute(0, 3, 1, 2).reshape(B * r * nx, D, L * L)
+        # each tile's (S+2R)^2 neighbourhood in the next frame, copied once: the band is copied
+        # ((S+2R)/S)^2 times, never K times
+        band = keys[:, :, iy * S:(iy + r) * S + 2 * R]
+        if torch.onnx.is_in_onnx_export():
+            # the exporter cannot size Tensor.unfold's views; im2col gives the same numbers
+            k = F.unfold(band, kernel_size=L, stride=S)                              # (B, D*L*L, r*nx)
+            k = k.reshape(B, D, L * L, r * nx).permute(0, 3, 1, 2)
+        else:
+            # strided views and one copy: 3-6x faster than im2col on CPU (walk.md)
+            k = band.unfold(2, L, S).unfold(3, L, S).permute(0, 2, 3, 1, 4, 5)     # (B, r, nx, D, L, L)
+        k = k.reshape(B * r * nx, D, L * L)
         sim = torch.bmm(q, k)                                                     # (tiles, S*S, L*L)
         col = _window_columns(S, R, q_prev.device).expand(sim.shape[0], -1, -1)
         sim = torch.gather(sim, 2, col)                   # each query's own window: (tiles, S*S, K)

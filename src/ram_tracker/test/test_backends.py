@@ -455,3 +455,22 @@ def test_bad_precision_options_give_clear_errors(model, tmp_path):
         select_backend('onnxruntime', model, SIZE, cpu, precision='int8',
                        calibration_images=empty)
     assert not list((tmp_path / 'cache' / 'onnx').glob('*int8*'))
+
+
+def test_graph_with_the_transition_matches_the_core(model, tmp_path):
+    """`ram-export --with-transition` puts the local transition in the graph: it must export
+    (the core's fast path uses strided views the ONNX exporter cannot size) and give the core's
+    transition (walk.local_transition) frame after frame."""
+    path = export.export_step(model, tmp_path / 'walk.onnx', SIZE, with_transition=True)
+    ort_b = OnnxRuntimeBackend(path, TINY, SIZE, num_threads=1)
+    state = ort_b.initial_state()
+    worst = 0.0
+    for frame in _frames(4):
+        image = torch.from_numpy(frame[:SIZE[1], :SIZE[0]]).permute(2, 0, 1)[None].float() / 255
+        previous_embed = state[1]
+        outputs, state = ort_b.step(image, state)
+        with torch.inference_mode():
+            core = model.transition(previous_embed, outputs['embed'])
+        assert outputs['transition'].shape == core.values.shape
+        worst = max(worst, float((outputs['transition'] - core.values).abs().max()))
+    assert worst < TOLERANCE
