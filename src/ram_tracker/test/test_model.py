@@ -88,6 +88,28 @@ def test_gradients_reach_every_parameter():
     assert not missing, missing
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_visibility_head_sends_no_gradient_into_the_memory_unless_asked(detach):
+    """Learning the visibility head through the shared memory cost the detector (ModelConfig
+    detach_visibility): by default its loss trains the head alone, and the forward is the same."""
+    torch.manual_seed(0)
+    model = build_model(tiny(detach_visibility=detach))
+    clip = torch.rand(1, 3, 3, 64, 64)
+    out = model(clip)
+    out["visibility"].sum().backward()
+    trunk = [p for name, p in model.named_parameters() if not name.startswith(("heads.", "embed."))]
+    reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in trunk)
+    assert reached != detach
+    head = model.heads.heads["visibility"][0].weight
+    assert head.grad is not None and head.grad.abs().sum() > 0
+    other = build_model(tiny(detach_visibility=not detach))
+    other.load_state_dict(model.state_dict())
+    # a training-only switch: the graph is the same, so cached exports stay valid
+    assert export.weights_digest(other) == export.weights_digest(model)
+    model.eval(), other.eval()
+    assert torch.equal(other(clip)["visibility"], model(clip)["visibility"])
+
+
 def test_config_round_trip_and_input_check():
     cfg = ModelConfig.paper(class_names=("a",))
     assert cfg.backbone == "dla34" and cfg.memory_kernel == 7 and cfg.head_channels == 256

@@ -86,8 +86,10 @@ class StepGraph(nn.Module):
 def weights_digest(model) -> str:
     """sha256 over the model config and every tensor of its state dict (names, dtypes, shapes,
     bytes): the same for a weights file and the model loaded from it, and defined for an
-    in-memory (untrained) model too."""
-    h = hashlib.sha256(json.dumps(model.cfg.to_dict(), sort_keys=True).encode())
+    in-memory (untrained) model too. Training-only config fields (ModelConfig.TRAINING_ONLY)
+    are left out: they do not change the graph, so they must not invalidate cached exports."""
+    config = {k: v for k, v in model.cfg.to_dict().items() if k not in model.cfg.TRAINING_ONLY}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().to('cpu').contiguous()
         h.update(f'{name}|{t.dtype}|{tuple(t.shape)}|'.encode())

@@ -34,6 +34,11 @@ class ModelConfig:
     extra_heads: Dict[str, int] = field(default_factory=lambda: {"wh": 2, "reg": 2, "tracking": 2, "visibility": 1})
     head_channels: int = 32           # paper/CenterTrack DLA: 256; CenterNet ResNet: 64
     heatmap_bias: float = -4.6        # sigmoid(-4.6) ~ 0.01 prior
+    # The visibility head reads the memory without sending its gradient back into it (training
+    # only; the forward is the same). PermaTrack and RAM train it jointly; here it is an observer:
+    # learning it through the shared memory cost the detector (World 1 twin, 150 fine-tuning
+    # steps: visible mIoU 0.616 without the visibility loss, 0.572 with it; models/world1_ram.md).
+    detach_visibility: bool = True
 
     # node-embedding head f_q: pool -> 1x1 conv + ReLU -> 1x1 conv + ReLU -> L2 norm
     embed_channels: int = 64
@@ -45,6 +50,10 @@ class ModelConfig:
     walk_local: bool = True
     walk_radius: float = 0.2          # window radius relative to the node-grid height
     walk_tau: float = 0.1
+
+    # Fields that change how the model trains but not what its forward computes: the weights
+    # digest of an exported graph (inference/export.py) leaves them out.
+    TRAINING_ONLY = ("detach_visibility",)
 
     @property
     def walk(self) -> "WalkSettings":

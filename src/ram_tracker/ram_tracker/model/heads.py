@@ -1,5 +1,5 @@
 """Output heads on the memory M_t: CenterTrack/PermaTrack dense heads and the RAM node embedding f_q."""
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,10 +11,14 @@ class DenseHeads(nn.Module):
 
     hm: class heatmap logits (sigmoid at decode time); wh: box size in input pixels; reg:
     sub-pixel centre offset in stride-4 cells; tracking: displacement to the previous frame's
-    centre in stride-4 cells; visibility: logit of the object being visible at its centre."""
+    centre in stride-4 cells; visibility: logit of the object being visible at its centre.
 
-    def __init__(self, in_channels: int, heads: Dict[str, int], head_channels: int, heatmap_bias: float):
+    Heads named in `detached` read the memory without passing gradient back into it."""
+
+    def __init__(self, in_channels: int, heads: Dict[str, int], head_channels: int, heatmap_bias: float,
+                 detached: Tuple[str, ...] = ()):
         super().__init__()
+        self.detached = tuple(detached)
         self.heads = nn.ModuleDict({
             name: nn.Sequential(nn.Conv2d(in_channels, head_channels, 3, padding=1), nn.ReLU(inplace=True),
                                 nn.Conv2d(head_channels, channels, 1))
@@ -28,7 +32,8 @@ class DenseHeads(nn.Module):
                 nn.init.zeros_(last.bias)
 
     def forward(self, memory: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return {name: head(memory) for name, head in self.heads.items()}
+        return {name: head(memory.detach() if name in self.detached else memory)
+                for name, head in self.heads.items()}
 
 
 class NodeEmbedding(nn.Module):

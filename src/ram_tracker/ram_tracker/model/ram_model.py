@@ -32,7 +32,8 @@ class RAMModel(nn.Module):
         self.cfg = cfg
         self.backbone = Backbone(cfg.backbone, cfg.backbone_width, cfg.neck_channels)
         self.memory = ConvGRU(cfg.neck_channels, cfg.memory_channels, cfg.memory_kernel)
-        self.heads = DenseHeads(cfg.memory_channels, cfg.heads(), cfg.head_channels, cfg.heatmap_bias)
+        self.heads = DenseHeads(cfg.memory_channels, cfg.heads(), cfg.head_channels, cfg.heatmap_bias,
+                                detached=("visibility",) if cfg.detach_visibility else ())
         self.embed = NodeEmbedding(cfg.memory_channels, cfg.embed_channels, cfg.embed_pool,
                                    cfg.embed_pool_kernel, cfg.pool_stride, cfg.pool_padding)
         # the encoder's input statistics (ImageNet's; EfficientNet-Lite0's checkpoint wants [-1, 1])
