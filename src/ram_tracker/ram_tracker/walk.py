@@ -76,6 +76,13 @@ def neighbour_table(grid: Tuple[int, int], radius: int, device=None) -> Tuple[to
 
 @functools.lru_cache(maxsize=16)
 def _neighbour_table(grid: Tuple[int, int], radius: int, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    # Normal tensors even when first asked for under inference_mode (the tracker, validation):
+    # training's scatter-add in propagate() saves the index table for its backward.
+    with torch.inference_mode(False):
+        return _build_neighbour_table(grid, radius, device)
+
+
+def _build_neighbour_table(grid: Tuple[int, int], radius: int, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
     H, W = grid
     off = window_offsets(radius, device)
     ys = torch.arange(H, device=device).view(H, 1, 1)

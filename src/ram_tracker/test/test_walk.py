@@ -117,3 +117,17 @@ def test_both_propagation_paths_agree(monkeypatch):
         assert torch.allclose(via_scatter, via_tiles, atol=1e-12)
         assert torch.allclose(g_scatter, g_tiles, atol=1e-12)
         assert torch.allclose(via_scatter, x @ walk.densify(A), atol=1e-12)
+
+
+def test_a_walk_trains_after_the_same_grid_was_walked_under_inference_mode():
+    """The neighbour table is cached per grid; a table first built under inference_mode (the
+    tracker, validation) must still serve a training walk's backward on that grid."""
+    H, W, R = 11, 13, 2                          # a grid no other test caches first
+    q0, q1 = embeddings(1, 8, H, W, 21), embeddings(1, 8, H, W, 22)
+    with torch.inference_mode():
+        uniform = torch.full((1, 1, H * W), 1.0 / (H * W), dtype=torch.float64)
+        walk.propagate(uniform, walk.local_transition(q0, q1, R))
+    q0.requires_grad_()
+    x = torch.softmax(torch.randn(1, 2, H * W, dtype=torch.float64), -1)
+    walk.propagate(x, walk.local_transition(q0, q1, R))[0, 0, 5].backward()
+    assert q0.grad is not None and torch.isfinite(q0.grad).all()
