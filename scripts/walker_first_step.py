@@ -25,7 +25,10 @@ from ram_training.data.clips import make_clip, world1_videos
 SEEN, HIDDEN = 0.15, 0.05          # the trainer's validation thresholds (occlusion_metric)
 
 
-def first_steps(model, video, input_size) -> list[dict]:
+def whole_video(model, video, input_size):
+    """One model pass over a whole video as one clip: node embeddings (1, T, D, h, w), the node
+    grid, each object's visibility (1, T, K), whether it exists, is visible (> SEEN), and its
+    true centre (1, T, K, 2) in input pixels. (walker_readouts.py uses it too.)"""
     clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
     clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
     with torch.inference_mode():
@@ -35,6 +38,11 @@ def first_steps(model, video, input_size) -> list[dict]:
     exists = clip['present'] & (clip['classes'] >= 0).unsqueeze(1)
     visible = exists & (vis > SEEN)
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    return embed, grid, vis, exists, visible, centre
+
+
+def first_steps(model, video, input_size) -> list[dict]:
+    embed, grid, vis, exists, visible, centre = whole_video(model, video, input_size)
     out = []
     for t in range(1, visible.shape[1]):
         hiding = visible[0, t - 1] & exists[0, t] & (vis[0, t] <= HIDDEN)

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 
 from ram_tracker import walk
 from ram_tracker.checkpoint import load_weights, trained_input_size
-from ram_training.data.clips import make_clip, world1_videos
-
-SEEN, HIDDEN = 0.15, 0.05          # the trainer's validation thresholds (occlusion_metric)
+from ram_training.data.clips import world1_videos
+from walker_first_step import HIDDEN, whole_video   # scripts/ is on the path when run as a script
 READOUTS = ('argmax', 'mean', 'blur1', 'blur2', 'disp_argmax', 'disp_mean', 'last_seen')
 BUCKETS = ((1, 1), (2, 4), (5, 16), (17, 64), (65, None))
 
@@ -46,15 +45,7 @@ def blurred(walkers: torch.Tensor, grid: walk.NodeGrid, sigma: float) -> torch.T
 
 
 def video_errors(model, settings: walk.WalkSettings, video, input_size) -> dict:
-    clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
-    clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
-    with torch.inference_mode():
-        embed = model(clip['images'])['embed'].float()
-    grid = model.node_grid(*clip['images'].shape[-2:])
-    boxes, vis = clip['boxes'].float(), clip['visibility']
-    exists = clip['present'] & (clip['classes'] >= 0).unsqueeze(1)
-    visible = exists & (vis > SEEN)
-    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    embed, grid, vis, exists, visible, centre = whole_video(model, video, input_size)
     K = visible.shape[2]
     node_xy = grid.node_to_pixel(torch.arange(grid.num_nodes)) + grid.feature_stride / 2
     walker = torch.zeros(1, K, grid.num_nodes)
