@@ -74,15 +74,11 @@ def neighbour_table(grid: Tuple[int, int], radius: int, device=None) -> Tuple[to
     return _neighbour_table(tuple(grid), int(radius), str(torch.device(device or "cpu")))
 
 
+# Normal tensors even when first asked for under inference_mode (the tracker, validation):
+# training's scatter-add in propagate() saves the index table for its backward.
 @functools.lru_cache(maxsize=16)
+@torch.inference_mode(False)
 def _neighbour_table(grid: Tuple[int, int], radius: int, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    # Normal tensors even when first asked for under inference_mode (the tracker, validation):
-    # training's scatter-add in propagate() saves the index table for its backward.
-    with torch.inference_mode(False):
-        return _build_neighbour_table(grid, radius, device)
-
-
-def _build_neighbour_table(grid: Tuple[int, int], radius: int, device: str) -> Tuple[torch.Tensor, torch.Tensor]:
     H, W = grid
     off = window_offsets(radius, device)
     ys = torch.arange(H, device=device).view(H, 1, 1)
