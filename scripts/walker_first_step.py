@@ -13,32 +13,11 @@ object. Whole videos as one clip, one model pass each.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
 from ram_tracker import walk
-from ram_tracker.checkpoint import load_weights, trained_input_size
-from ram_training.data.clips import make_clip, world1_videos
-
-SEEN, HIDDEN = 0.15, 0.05          # the trainer's validation thresholds (occlusion_metric)
-
-
-def whole_video(model, video, input_size):
-    """One model pass over a whole video as one clip: node embeddings (1, T, D, h, w), the node
-    grid, each object's visibility (1, T, K), whether it exists, is visible (> SEEN), and its
-    true centre (1, T, K, 2) in input pixels. (walker_readouts.py uses it too.)"""
-    clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
-    clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
-    with torch.inference_mode():
-        embed = model(clip['images'])['embed'].float()
-    grid = model.node_grid(*clip['images'].shape[-2:])
-    boxes, vis = clip['boxes'].float(), clip['visibility']
-    exists = clip['present'] & (clip['classes'] >= 0).unsqueeze(1)
-    visible = exists & (vis > SEEN)
-    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
-    return embed, grid, vis, exists, visible, centre
+from world1_diagnostics import HIDDEN, load, parser, whole_video
 
 
 def first_steps(model, video, input_size) -> list[dict]:
@@ -69,18 +48,9 @@ def first_steps(model, video, input_size) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--model', required=True)
-    p.add_argument('--data', default='data/world1')
-    p.add_argument('--split', default='val')
-    p.add_argument('--videos', type=int, default=12)
-    p.add_argument('--threads', type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model, info = load_weights(args.model)
-    model.eval()
-    rows = [r for video in world1_videos(args.data, args.split)[:args.videos]
-            for r in first_steps(model, video, trained_input_size(info))]
+    args = parser(__doc__, videos=12).parse_args(argv)
+    model, input_size, videos = load(args)
+    rows = [r for video in videos for r in first_steps(model, video, input_size)]
     if not rows:
         print('no first hidden frames')
         return 1

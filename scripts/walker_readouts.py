@@ -18,7 +18,6 @@ frames the walk has run.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import numpy as np
@@ -26,9 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ram_tracker import walk
-from ram_tracker.checkpoint import load_weights, trained_input_size
-from ram_training.data.clips import world1_videos
-from walker_first_step import HIDDEN, whole_video   # scripts/ is on the path when run as a script
+from world1_diagnostics import HIDDEN, load, parser, whole_video
 READOUTS = ('argmax', 'mean', 'blur1', 'blur2', 'disp_argmax', 'disp_mean', 'last_seen')
 BUCKETS = ((1, 1), (2, 4), (5, 16), (17, 64), (65, None))
 
@@ -85,21 +82,14 @@ def video_errors(model, settings: walk.WalkSettings, video, input_size) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--model', required=True)
-    p.add_argument('--data', default='data/world1')
-    p.add_argument('--split', default='val')
-    p.add_argument('--videos', type=int, default=12)
+    p = parser(__doc__, videos=12)
     p.add_argument('--tau', type=float, default=None, help="walk temperature (default: the model's)")
-    p.add_argument('--threads', type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model, info = load_weights(args.model)
-    model.eval()
+    model, input_size, videos = load(args)
     settings = model.cfg.walk if args.tau is None else replace(model.cfg.walk, tau=args.tau)
     errors = {name: [] for name in READOUTS + ('steps',)}
-    for video in world1_videos(args.data, args.split)[:args.videos]:
-        for name, values in video_errors(model, settings, video, trained_input_size(info)).items():
+    for video in videos:
+        for name, values in video_errors(model, settings, video, input_size).items():
             errors[name] += values
     e = {name: np.array(values) for name, values in errors.items()}
     if not e['steps'].size:

@@ -10,33 +10,21 @@ the IoU of the highest-scoring one, and how many there are.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
-from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_tracker.pipeline import StreamingModel
-from ram_training.data.clips import world1_videos
 from ram_training.evaluation.world1 import LACATER_TRACKER, box_iou
+from world1_diagnostics import load, parser
 
 TARGET = 0       # class index of the target
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--model', required=True)
-    p.add_argument('--data', default='data/world1')
-    p.add_argument('--split', default='val')
-    p.add_argument('--videos', type=int, default=10)
-    p.add_argument('--threads', type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model, info = load_weights(args.model)
-    model.eval()
-    width, height = trained_input_size(info)
+    args = parser(__doc__, videos=10).parse_args(argv)
+    model, (width, height), videos = load(args)
     found, top_iou, count = [], [], []
-    for video in world1_videos(args.data, args.split)[:args.videos]:
+    for video in videos:
         target = int(np.flatnonzero(video.annotations.classes == TARGET)[0])
         truth = video.annotations.boxes[:, target]
         stream = StreamingModel(model, (width, height), torch.device('cpu'),
