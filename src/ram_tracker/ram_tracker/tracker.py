@@ -53,16 +53,18 @@ class TrackerConfig:
     # that stays put gives exactly the last seen box. False: Algorithm 1 as published.
     walker_keeps_offset: bool = False
     # Paper Appendix C (Algorithms 2-3), the LA-CATER box refinement (not part of Algorithm 1;
-    # the paper's Table 1 RAM numbers include it). Only the reported box of a hidden walker track
-    # changes, never its walker or centre: a track that was moving (> refine_motion_px per frame)
-    # when it disappeared keeps the last size at the walker's peak; one that was static keeps its
-    # last visible box until the walker's peak moves more than refine_static_nodes node strides
-    # from there (a one-node slip of the peak is not motion); after that it is taken to be
-    # carried by its container, and its box sits directly below the centre of the nearest
-    # visible track, bottom-aligned with it.
+    # the paper's Table 1 RAM numbers include it), as the authors' post-processing script does it
+    # (src/lib/utils/post_process_lacter.py). Only the reported box of a hidden walker track
+    # changes, never its walker or centre. On the first hidden frame the track was static if its
+    # last (up to 3) reported centres average within refine_static_threshold of the last one; a
+    # track that was moving keeps the walker's box. A static one keeps its last visible box while
+    # the walker's peak stays within refine_move_threshold of where it was on the first hidden
+    # frame (so the first step itself is not motion); in a frame where it is farther, the object
+    # is taken to be carried by its container: the box (last size) is centred under the centre
+    # of the visible track nearest the peak, a sixth of that track's height below it.
     refine_hidden_boxes: bool = False
-    refine_motion_px: float = 1.0       # model-input px per frame (smoothed detected motion)
-    refine_static_nodes: float = 1.5
+    refine_static_threshold: float = 3.0 / 320.0   # fraction of the image width (3 px on LA-CATER)
+    refine_move_threshold: float = 1.0 / 320.0     # fraction of the image width (1 px on LA-CATER)
     # Score of a hidden track, per frame hidden: last detection score * hidden_score_decay ** age.
     # 1.0 is the authors' tracker (a hidden track keeps its last detection score, so under
     # "highest score wins" a stale hypothesis can outrank a fresh detection); below 1, fresh
@@ -123,12 +125,13 @@ class Track:
     walker: Optional[torch.Tensor] = field(default=None, repr=False)  # (N,) on occluded tracks
     walker_offset: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # see walker_keeps_offset
     detection_score: float = 0.0   # score of the last detection (score decays from it while hidden)
-    # Appendix C state (refine_hidden_boxes): last visible centre, motion when it disappeared,
-    # whether the walker has left its start node, and the refined box centre (None: `center`)
+    # Appendix C state (refine_hidden_boxes): the last reported centres (newest last), the last
+    # visible centre, whether the track was static when it disappeared, the walker's peak on the
+    # first hidden frame, and the refined box centre (None: `center`)
+    recent_centers: list = field(default_factory=list, repr=False)
     last_seen_center: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
-    speed: float = 0.0         # smoothed |centre change| between consecutive detections, px/frame
-    was_moving: bool = False
-    moved_while_hidden: bool = False
+    was_static: bool = True
+    first_hidden_center: Optional[np.ndarray] = field(default=None, repr=False)
     box_center: Optional[np.ndarray] = None
 
     @property
@@ -183,8 +186,6 @@ class Tracker:
             if matched:
                 continue
             track.frames_since_seen += 1
-            if track.frames_since_seen == 1:
-                track.was_moving = track.speed > cfg.refine_motion_px
             track.state = 'occluded'
             track.score = track.detection_score * cfg.hidden_score_decay ** track.frames_since_seen
             if cfg.occlusion_model == 'none' or track.frames_since_seen >= cfg.max_age:
@@ -211,8 +212,10 @@ class Tracker:
                 survivors.append(track)
 
         self.tracks = survivors
-        if cfg.refine_hidden_boxes and grid is not None:
-            self._refine_hidden_boxes(grid)
+        if cfg.refine_hidden_boxes:
+            self._refine_hidden_boxes()
+        for track in survivors:
+            track.recent_centers = (track.recent_centers + [track.box_cxcywh[:2].copy()])[-3:]
         return survivors + ended
 
     # -- steps --------------------------------------------------------------------------
@@ -238,17 +241,12 @@ class Tracker:
 
     def _observe(self, track: Track, dets: Detections, i: int) -> None:
         """The track is seen in detection i: take its box, clear the walker."""
-        if track.detection_score > 0 and track.frames_since_seen == 0:
-            # seen in the previous frame too: its detected motion (the tracking head's offset is
-            # too noisy to tell a static object from a slow one)
-            step = float(np.linalg.norm(dets.centers[i] - track.center))
-            track.speed = 0.5 * track.speed + 0.5 * step
         track.center = dets.centers[i].astype(np.float64)
         track.size = dets.sizes[i].astype(np.float64)
         track.velocity = -dets.tracking[i].astype(np.float64)
         track.score = track.detection_score = float(dets.scores[i])
         track.last_seen_center = track.center.copy()
-        track.moved_while_hidden = False
+        track.first_hidden_center = None
         track.box_center = None
         track.visibility = float(dets.visibility[i])
         track.frames_since_seen = 0
@@ -283,17 +281,25 @@ class Tracker:
             track.center = location
             track.box_source = 'walker'
 
-    def _refine_hidden_boxes(self, grid: NodeGrid) -> None:
+    def _refine_hidden_boxes(self) -> None:
         """Appendix C (see TrackerConfig.refine_hidden_boxes) for every hidden walker track."""
+        cfg = self.config
         visible = [t for t in self.tracks if t.state == 'visible']
         for track in self.tracks:
-            if track.state != 'occluded' or track.box_source != 'walker' or track.was_moving:
-                continue                      # visible, or moving before: the walker's box as is
-            if not track.moved_while_hidden:
-                # static so far: the last visible box until the peak really moves
-                track.moved_while_hidden = bool(np.abs(track.center - track.last_seen_center).max()
-                                                > self.config.refine_static_nodes * grid.stride)
-            if not track.moved_while_hidden:
+            if track.state != 'occluded' or track.box_source != 'walker':
+                continue
+            if track.first_hidden_center is None:      # the first hidden frame with a walker
+                track.first_hidden_center = track.center.copy()
+                history = track.recent_centers
+                track.was_static = len(history) < 2 or bool(
+                    np.abs(np.mean(history, axis=0) - history[-1]).max()
+                    < cfg.refine_static_threshold * self.image_width)
+            if not track.was_static:
+                track.box_center = None                # it was moving: the walker's box
+                continue
+            moving = bool(np.abs(track.center - track.first_hidden_center).max()
+                          > cfg.refine_move_threshold * self.image_width)
+            if not moving:
                 track.box_center = track.last_seen_center.copy()
                 continue
             others = [t for t in visible if t.track_id != track.track_id]
@@ -301,8 +307,7 @@ class Tracker:
                 track.box_center = None
                 continue
             container = min(others, key=lambda t: float(np.linalg.norm(t.center - track.center)))
-            bottom = container.center[1] + container.size[1] / 2
-            track.box_center = np.array([container.center[0], bottom - track.size[1] / 2])
+            track.box_center = container.center + np.array([0.0, container.size[1] / 6.0])
 
     def _follow_occluded(self, track: Track, dets: Detections, det_used: np.ndarray) -> bool:
         """Decide the fate of an unmatched track after its motion step; False if it ends."""
