@@ -1,6 +1,6 @@
 """`ram-train`: train a RAM model. One file, read it top to bottom.
 
-    ram-train --config world1 [section.key=value ...] [--resume] [--check]
+    ram-train --config world1 [section.key=value ...] [--resume] [--check] [--export]
     python -m ram_training.train --config ... (same)
     torchrun --nproc_per_node 4 -m ram_training.train --config ...   (DDP, one process per GPU)
 
@@ -9,7 +9,9 @@ Outputs in <train.out_dir>/<train.name>/ (only rank 0 writes):
     metrics.csv        one row per log step (every loss term, lr, throughput) and per validation
     events.out.tfevents.*  the same scalars for TensorBoard (tensorboard --logdir <train.out_dir>)
     checkpoint.pt      model, optimizer, scaler, step, RNG states, config, git commit (atomic)
-    model.safetensors  the final model in the deployable format (ram_tracker.checkpoint)
+    model.safetensors  the final model in the deployable format (ram_tracker.checkpoint);
+                       `--export` writes it from the last checkpoint of an unfinished (or
+                       running) run, e.g. to validate it or to hand it to the next session
 
 Determinism: clip j of the global batch of step s is item s * batch_size + j of an endless
 clip stream, and item g is drawn from a generator seeded by (seed, g // samples_per_epoch,
@@ -349,6 +351,9 @@ def parse_args(argv):
     parser.add_argument("overrides", nargs="*", help="section.key=value (value parsed as YAML)")
     parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/<name>/checkpoint.pt")
     parser.add_argument("--check", action="store_true", help="validate the config, print it and exit")
+    parser.add_argument("--export", action="store_true",
+                        help="write <out_dir>/<name>/model.safetensors from the run's last checkpoint.pt "
+                             "(an unfinished or running run) and exit; trains nothing")
     return parser.parse_args(argv)
 
 
@@ -373,6 +378,8 @@ def main(argv=None) -> int:
     if args.check:
         print(dump_yaml(cfg), end="")
         return 0
+    if args.export:
+        return export_checkpoint(cfg)
     return train(cfg, resume=args.resume)
 
 
@@ -702,11 +709,39 @@ def checkpoint_state(run: Run) -> dict:
 
 def export_model(run: Run, seconds: float) -> None:
     """The final model in the deployable format (ram_tracker.checkpoint), beside the checkpoint."""
-    cfg = run.cfg
-    info = {"name": cfg.train.name, "steps": run.step, "input_size": list(cfg.data.image_size),
-            "config": cfg.to_dict(), "commit": run.commit, "val": run.last_val}
-    path = save_weights(run.run_dir / "model.safetensors", run.trainee.model, info)
+    path = write_weights(run.run_dir / "model.safetensors", run.trainee.model, run.cfg, run.step,
+                         run.commit, run.last_val)
     print(f"ram-train: wrote {path} after {run.step} steps ({format_eta(seconds)})", file=sys.stderr)
+
+
+def write_weights(path: Path, model, cfg: TrainConfig, step: int, commit: str, val) -> Path:
+    info = {"name": cfg.train.name, "steps": step, "input_size": list(cfg.data.image_size),
+            "config": cfg.to_dict(), "commit": commit, "val": val}
+    return save_weights(path, model, info)
+
+
+def export_checkpoint(cfg: TrainConfig) -> int:
+    """`--export`: the run's last checkpoint as model.safetensors (the model trained so far; the
+    checkpoint itself, needed to resume bit-identically, stays). The model is rebuilt from the
+    checkpoint's own config, so overrides given here only name the run."""
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    path = run_dir / "checkpoint.pt"
+    if not path.is_file():
+        print(f"ram-train: --export: no checkpoint at {path} (is train.name right?)", file=sys.stderr)
+        return 2
+    try:
+        state = load_checkpoint(path)
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"ram-train: --export: {error}", file=sys.stderr)
+        return 2
+    trained = from_dict(state["config"])
+    model = build_model(trained.model)
+    model.load_state_dict(state["model"])
+    out = write_weights(run_dir / "model.safetensors", model.eval(), trained, state["step"],
+                        state.get("commit", ""), state.get("val"))
+    print(f"ram-train: wrote {out} from {path} (step {state['step']} of {trained.train.steps})",
+          file=sys.stderr)
+    return 0
 
 
 def config_from_checkpoint(path) -> TrainConfig:

@@ -112,6 +112,27 @@ def test_kill_and_resume_is_bit_identical(tmp_path, world1, monkeypatch):
     assert losses_of(rows_b) == losses_of(rows_a)
 
 
+def test_export_writes_the_unfinished_runs_model_and_resume_still_works(tmp_path, world1, monkeypatch):
+    """--export: a run stopped mid-way hands over its model (deployable safetensors, the step it
+    reached) without training or touching its checkpoint; no checkpoint: a clear refusal."""
+    from ram_tracker.checkpoint import load_weights
+    path = write_config(tmp_path, world1, "halfway")
+    assert train.main(["--config", str(path), "--export"]) == 2             # nothing to export yet
+    train_killed_at(path, 4, monkeypatch)                                   # last checkpoint at step 3
+    run = tmp_path / "runs" / "halfway"
+    before = (run / "checkpoint.pt").read_bytes()
+    assert train.main(["--config", str(path), "--export"]) == 0
+    assert (run / "checkpoint.pt").read_bytes() == before
+    model, info = load_weights(run / "model.safetensors")
+    assert info["steps"] == 3 and info["name"] == "halfway"
+    saved = train.load_checkpoint(run / "checkpoint.pt")["model"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    assert len(read_metrics(run)) == 4                                      # nothing trained
+    assert train.main(["--config", str(path), "--resume"]) == 0             # and it still resumes
+    assert train.load_checkpoint(run / "checkpoint.pt")["step"] == 6
+
+
 def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "run" / "checkpoint.pt"
     good = {"format": train.CHECKPOINT_FORMAT, "step": 1, "model": {"w": torch.ones(3)}}
