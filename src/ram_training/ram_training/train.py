@@ -357,6 +357,11 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def run_dir_of(cfg: TrainConfig) -> Path:
+    """Where a run writes everything: <train.out_dir>/<train.name>."""
+    return Path(cfg.train.out_dir) / cfg.train.name
+
+
 def frozen_modules(model, cfg: TrainConfig) -> list:
     """The parts of the model the optimiser leaves as loaded (their BatchNorm statistics too)."""
     return [getattr(model, name) for name in cfg.optim.frozen]
@@ -441,7 +446,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> int:
     try:
         procs = setup_processes(cfg)
         trainee = build_model_and_optimizer(cfg, procs, resume)
-        run = Run(cfg, procs, trainee, Path(cfg.train.out_dir) / cfg.train.name, git_commit())
+        run = Run(cfg, procs, trainee, run_dir_of(cfg), git_commit())
         if resume:
             resume_from_checkpoint(run)
         elif procs.master and run.checkpoint_path.exists():
@@ -724,7 +729,7 @@ def export_checkpoint(cfg: TrainConfig) -> int:
     """`--export`: the run's last checkpoint as model.safetensors (the model trained so far; the
     checkpoint itself, needed to resume bit-identically, stays). The model is rebuilt from the
     checkpoint's own config, so overrides given here only name the run."""
-    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    run_dir = run_dir_of(cfg)
     path = run_dir / "checkpoint.pt"
     if not path.is_file():
         print(f"ram-train: --export: no checkpoint at {path} (is train.name right?)", file=sys.stderr)
