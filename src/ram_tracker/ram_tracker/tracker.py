@@ -25,6 +25,7 @@ O(tracks * nodes). No ROS imports.
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -128,7 +129,8 @@ class Track:
     # Appendix C state (refine_hidden_boxes): the last reported centres (newest last), the last
     # visible centre, whether the track was static when it disappeared, the walker's peak on the
     # first hidden frame, and the refined box centre (None: `center`)
-    recent_centers: list = field(default_factory=list, repr=False)
+    recent_centers: collections.deque = field(default_factory=lambda: collections.deque(maxlen=3),
+                                              repr=False)
     last_seen_center: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)
     was_static: bool = True
     first_hidden_center: Optional[np.ndarray] = field(default=None, repr=False)
@@ -212,10 +214,10 @@ class Tracker:
                 survivors.append(track)
 
         self.tracks = survivors
-        if cfg.refine_hidden_boxes:
+        if cfg.refine_hidden_boxes:      # per-frame bookkeeping only for the option that reads it
             self._refine_hidden_boxes()
-        for track in survivors:
-            track.recent_centers = (track.recent_centers + [track.box_cxcywh[:2].copy()])[-3:]
+            for track in survivors:
+                track.recent_centers.append(track.box_cxcywh[:2])
         return survivors + ended
 
     # -- steps --------------------------------------------------------------------------
