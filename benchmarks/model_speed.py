@@ -1,25 +1,27 @@
-"""A cheaper backbone: the model step of EfficientNet-Lite0 vs the default ResNet-18 (width 32),
-ONNX Runtime on the CPU, printed as JSON. docs/INFERENCE.md records a run; not a bench_*.py, so
-make bench does not run it (it writes no benchmarks/results file).
+"""Cheaper models: the model step of ModelConfig variants against the default, ONNX Runtime on the
+CPU, printed as JSON. docs/INFERENCE.md records the runs; not a bench_*.py, so make bench does not
+run it (it writes no benchmarks/results file).
 
-Both models are ModelConfig() but for `backbone` (same neck, memory, heads), untrained (fp32
-speed does not depend on the weights), batch 1, at bench_backends' model inputs 640x192 and
-1280x384. Per model and input:
+Each variant is ModelConfig() with a few fields changed (VARIANTS below), untrained (fp32 speed
+does not depend on the weights), batch 1, at bench_backends' model inputs 640x192 and 1280x384.
+Per variant and input:
 
-  model_gflop_<backbone>_<size>             2 x multiply-adds of every Conv/MatMul/Gemm of the
+  model_gflop_<variant>_<size>              2 x multiply-adds of every Conv/MatMul/Gemm of the
                                             exported step (bench_backends.model_flops)
-  fps_<backbone>_<size>, ms_p50_...         OnnxRuntimeBackend.step alone (no resize, no decode),
-                                            2 intra-op threads, the two models in interleaved
+  fps_<variant>_<size>, ms_p50_...          OnnxRuntimeBackend.step alone (no resize, no decode),
+                                            2 intra-op threads, all variants in interleaved
                                             rounds so that other load hits them alike
-  cpu_ms_1thread_<backbone>_<size>          one thread, CPU time of the step (thread_time, best
+  cpu_ms_1thread_<variant>_<size>           one thread, CPU time of the step (thread_time, best
                                             of N): the load-insensitive cross-check
-  speedup_<size>, cpu_speedup_<size>        resnet18 time / efficientnet_lite0 time
+  speedup_<variant>_<size>, cpu_speedup_... default time / the variant's time
 
-Run on an idle machine: `python benchmarks/backbone_speed.py [--quick]`.
+Run on an idle machine: `python benchmarks/model_speed.py [--variants default slim ...]
+[--sizes 640x192] [--quick]`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -33,21 +35,30 @@ from ram_tracker.inference import export
 from ram_tracker.inference.onnxruntime_backend import OnnxRuntimeBackend
 from ram_tracker.model import ModelConfig, build_model
 
-BACKBONES = ('resnet18', 'efficientnet_lite0')
-SIZES = ((640, 192), (1280, 384))
+# name -> the ModelConfig fields that differ from the default
+VARIANTS = {
+    'default': {},                                               # ResNet-18 width 32, 48-ch neck/memory, 32-ch heads
+    'efficientnet_lite0': {'backbone': 'efficientnet_lite0'},    # half the FLOPs, memory-bound on 2 cores
+    'memory32': {'memory_channels': 32, 'head_channels': 24},     # cheaper ConvGRU and heads, same encoder
+    'slim': {'backbone_width': 24, 'neck_channels': 32, 'memory_channels': 32, 'head_channels': 24},
+}
+SIZES = {'640x192': (640, 192), '1280x384': (1280, 384)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--sizes', nargs='+', default=list(SIZES), choices=list(SIZES))
     parser.add_argument('--quick', action='store_true', help='fewer steps (smoke run)')
     args = parser.parse_args()
+    names = ['default'] + [v for v in args.variants if v != 'default']
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    models = {name: build_model(ModelConfig(backbone=name)).eval() for name in BACKBONES}
-    cache = Path(tempfile.mkdtemp(prefix='ram_bench_backbone_'))
-    results: dict = {'threads': THREADS}
-    for width, height in SIZES:
-        label = f'{width}x{height}'
+    models = {name: build_model(dataclasses.replace(ModelConfig(), **VARIANTS[name])).eval() for name in names}
+    cache = Path(tempfile.mkdtemp(prefix='ram_bench_model_'))
+    results: dict = {'threads': THREADS, 'variants': {name: VARIANTS[name] for name in names}}
+    for label in args.sizes:
+        width, height = SIZES[label]
         results[f'idle_before_{label}'] = round(wait_for_quiet(), 2)
         paths = {name: export.export_step(model, cache / f'{name}_{label}.onnx', (width, height))
                  for name, model in models.items()}
@@ -74,11 +85,11 @@ def main() -> int:
                     results[f'ms_p50_{name}_{label}'] = round(statistics.median(t) * 1e3, 1)
                 else:
                     results[f'cpu_ms_1thread_{name}_{label}'] = round(min(t) * 1e3, 1)
-        results[f'speedup_{label}'] = round(
-            results[f'fps_efficientnet_lite0_{label}'] / results[f'fps_resnet18_{label}'], 2)
-        results[f'cpu_speedup_{label}'] = round(
-            results[f'cpu_ms_1thread_resnet18_{label}']
-            / results[f'cpu_ms_1thread_efficientnet_lite0_{label}'], 2)
+        for name in names[1:]:
+            results[f'speedup_{name}_{label}'] = round(
+                results[f'fps_{name}_{label}'] / results[f'fps_default_{label}'], 2)
+            results[f'cpu_speedup_{name}_{label}'] = round(
+                results[f'cpu_ms_1thread_default_{label}'] / results[f'cpu_ms_1thread_{name}_{label}'], 2)
         print(label, {k: v for k, v in results.items() if label in k}, flush=True)
     print(json.dumps(results, indent=1))
     return 0
