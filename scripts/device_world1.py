@@ -19,6 +19,10 @@ A lent GPU comes with minutes, not hours, so this script sizes the work to the t
    configs, logs and nvidia-smi (six files: the lent machine returns at most eight, so a
    caller should add no more than two of its own).
 
+`--plan FILE` replaces the four runs by those of a JSON file, {name: {"config": recipe,
+"overrides": [...]}} (e.g. models/campaign/device_plan.json: the campaign's unfinished stage,
+continued from its committed weights); every run still gets the same number of steps.
+
 It prints the exact ram-train commands it ran: those reproduce the models on any CUDA machine.
 Runs from the repository root with the sources on PYTHONPATH (no colcon build needed):
     python3 scripts/device_world1.py --out "$OUT" --budget-s 540
@@ -61,6 +65,20 @@ def env() -> dict:
     e['PYTHONPATH'] = os.pathsep.join([str(ROOT / 'src/ram_tracker'), str(ROOT / 'src/ram_training'),
                                        e.get('PYTHONPATH', '')])
     return e
+
+
+def load_plan(path: str) -> dict:
+    """{name: (recipe, overrides)} from a plan file; a clear error for a malformed one."""
+    plan = json.loads(Path(path).read_text())
+    if not isinstance(plan, dict) or not plan:
+        raise SystemExit(f'{path}: expected a JSON object {{name: {{"config": ..., "overrides": [...]}}}}')
+    runs = {}
+    for name, run in plan.items():
+        if not (isinstance(run, dict) and isinstance(run.get('config'), str)
+                and isinstance(run.get('overrides', []), list)):
+            raise SystemExit(f'{path}: run {name!r} needs "config" (a recipe) and "overrides" (a list)')
+        runs[name] = (run['config'], [str(o) for o in run.get('overrides', [])] + [f'train.name={name}'])
+    return runs
 
 
 def command(name: str, steps: int, out_dir: Path, extra: list[str]) -> list[str]:
@@ -112,15 +130,22 @@ def main() -> int:
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--probe-steps', type=int, default=6)
     parser.add_argument('--max-steps', type=int, default=3000)
-    parser.add_argument('--runs', default=','.join(RUNS))
+    parser.add_argument('--plan', default='', help='JSON file of runs (default: the four stage-3 runs)')
+    parser.add_argument('--runs', default='', help='comma-separated subset of the runs (default: all)')
     parser.add_argument('--extra', default='', help='overrides for every run (smoke runs), space-separated')
     args = parser.parse_args()
+    if args.plan:
+        RUNS.clear()
+        RUNS.update(load_plan(args.plan))
     start = time.time()
     end = start + args.budget_s
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path('/tmp/device_world1')
-    names = args.runs.split(',')
+    names = args.runs.split(',') if args.runs else list(RUNS)
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        raise SystemExit(f'unknown runs {unknown}; the plan has {sorted(RUNS)}')
     device = [f'train.device={args.device}'] + (['train.amp=false', 'data.workers=0', 'train.threads=1']
                                                  if args.device == 'cpu' else []) + args.extra.split()
     summary: dict = {'started': time.strftime('%Y-%m-%dT%H:%M:%S'), 'budget_s': args.budget_s}
