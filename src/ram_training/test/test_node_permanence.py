@@ -86,10 +86,10 @@ def test_shipped_model_keeps_the_target_id_through_occlusion(replays):
     assert ram['target_iou_hidden'] > none['target_iou_hidden']
 
 
-@pytest.mark.xfail(strict=True, reason='the shipped World 1 model (two CPU stages, ~1.5 CPU-hours, '
-                   'and 410 long-clip steps on a GPU) does not yet localise long-hidden targets '
-                   'better than their last seen position (models/world1_ram.md: 38 vs 9 px on '
-                   'this video); strict: passes once a better model ships')
+@pytest.mark.xfail(strict=True, reason='the shipped World 1 model (two CPU stages, 410 long-clip '
+                   'steps on a GPU and 910 on CPU) does not yet localise long-hidden targets better '
+                   'than their last seen position (37 vs 9 px on this video, 2026-12-01; '
+                   'models/world1_ram.md); strict: passes once a better model ships')
 def test_shipped_model_belief_is_nearer_the_hidden_target_than_last_seen(replays):
     belief_err, last_seen_err = _belief_errors(replays[2])
     print(f'belief peak error {np.mean(belief_err):.1f} px (median {np.median(belief_err):.1f}), '
