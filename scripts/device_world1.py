@@ -43,8 +43,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RAM_INIT = 'models/world1_ram.safetensors'          # = runs/world1_cpu_long/model.safetensors
-NOWALK_INIT = 'models/world1_nowalk.safetensors'    # = runs/world1_cpu_long_nowalk/model.safetensors
+# The default (stage-3) runs start from the shipped pair. When stage 3 ran (2026-11-26) that was
+# stage 2 (runs/world1_cpu_long*/model.safetensors, sha256 988c8e5c... in git history); since
+# then the shipped pair is later stages, so these runs now fine-tune it further.
+RAM_INIT = 'models/world1_ram.safetensors'
+NOWALK_INIT = 'models/world1_nowalk.safetensors'
 RUNS = {
     'world1_gpu': ('world1_gpu', [f'train.init_from={RAM_INIT}']),
     'world1_gpu_nowalk': ('world1_gpu_nowalk', [f'train.init_from={NOWALK_INIT}']),
