@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from ram_tracker import walk
-from world1_diagnostics import HIDDEN, load, parser, whole_video
+from world1_diagnostics import HIDDEN, load, object_states, parser, whole_video
 
 
 def first_steps(model, video, input_size) -> list[dict]:
-    embed, grid, vis, exists, visible, centre = whole_video(model, video, input_size)
+    embed, grid, clip = whole_video(model, video, input_size)
+    vis, exists, visible, centre = object_states(clip)
     out = []
     for t in range(1, visible.shape[1]):
         hiding = visible[0, t - 1] & exists[0, t] & (vis[0, t] <= HIDDEN)

@@ -35,15 +35,19 @@ def load(args):
 
 def whole_video(model, video, input_size):
     """One model pass over a whole video as one clip: node embeddings (1, T, D, h, w), the node
-    grid, each object's visibility (1, T, K), whether it exists, is visible (> SEEN), and its
-    true centre (1, T, K, 2) in input pixels."""
+    grid, and the clip (a batch of one: images, boxes, present, visibility, classes)."""
     clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
     clip = {k: v[None] if torch.is_tensor(v) else v for k, v in clip.items()}
     with torch.inference_mode():
         embed = model(clip['images'])['embed'].float()
-    grid = model.node_grid(*clip['images'].shape[-2:])
+    return embed, model.node_grid(*clip['images'].shape[-2:]), clip
+
+
+def object_states(clip):
+    """Each object's visibility (1, T, K), whether it exists, is visible (> SEEN), and its true
+    centre (1, T, K, 2) in input pixels."""
     boxes, vis = clip['boxes'].float(), clip['visibility']
     exists = clip['present'] & (clip['classes'] >= 0).unsqueeze(1)
     visible = exists & (vis > SEEN)
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2
-    return embed, grid, vis, exists, visible, centre
+    return vis, exists, visible, centre

@@ -23,7 +23,7 @@ last seen, on short occlusions (the object mostly stays put) or long ones (it wa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
@@ -63,36 +63,44 @@ class OcclusionErrors:
                 f"{prefix}gain_px": self.last_seen_px - self.walker_px, f"{prefix}frames": float(self.count)}
 
 
+@dataclass
+class HiddenStep:
+    """One frame of the walks of hidden objects (`hidden_walks`); tensors over (B, K) objects."""
+    t: int
+    walker: torch.Tensor        # (B, K, N) walker distributions (rows of objects not walking: stale)
+    walking: torch.Tensor       # (B, K) bool: the object is not visible, its walk ran this frame
+    first: torch.Tensor         # (B, K) bool: this frame is its first miss (one-hot start)
+    steps: torch.Tensor         # (B, K) frames the walk has run (1 = the first miss)
+    last: torch.Tensor          # (B, K, 2) last visible centre (input pixels)
+    centre: torch.Tensor        # (B, K, 2) true centre at t
+    scored: torch.Tensor        # (B, K) bool: walking, fully hidden, true centre inside the image
+
+
 @torch.no_grad()
-def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
-                          settings: walk.WalkSettings, vis_seen: float = 0.15,
-                          vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None) -> OcclusionErrors:
-    """embed: node embeddings (B, T, D, gh, gw) of the clip (RAMModel.forward(...)["embed"]);
-    clip: the INTERFACES.md batch (boxes, present, visibility, classes); grid: model.node_grid(H, W);
-    settings: the model's walk (ModelConfig.walk)."""
+def hidden_walks(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
+                 settings: walk.WalkSettings, vis_seen: float = 0.15,
+                 vis_hidden: float = 0.05) -> Iterator[HiddenStep]:
+    """The validation rollout: every object's walk while it is not visible, frame by frame (only
+    frames where some walk runs). One implementation for the trainer's metric and the diagnostic
+    scripts. Arguments as occluded_localisation."""
     embed = embed.float()
     B, T = embed.shape[:2]
     H, W = clip["images"].shape[-2:]
     boxes, present, vis = clip["boxes"].float(), clip["present"], clip["visibility"]
     K = present.shape[-1]
     if K == 0 or T < 2:
-        return OcclusionErrors()
+        return
     exists = present & (clip["classes"] >= 0).unsqueeze(1)
     visible = exists & (vis > vis_seen)
     centre = (boxes[..., :2] + boxes[..., 2:]) / 2                                 # (B,T,K,2)
     inside = (centre[..., 0] >= 0) & (centre[..., 0] < W) & (centre[..., 1] >= 0) & (centre[..., 1] < H)
     scored = exists & (vis <= vis_hidden) & inside
 
-    N = grid.num_nodes
-    walker = embed.new_zeros(B, K, N)
+    walker = embed.new_zeros(B, K, grid.num_nodes)
     walking = torch.zeros(B, K, dtype=torch.bool, device=embed.device)      # a walker is running
     seen = torch.zeros_like(walking)
     last = torch.zeros(B, K, 2, device=embed.device)
     steps = torch.zeros(B, K, dtype=torch.long, device=embed.device)      # frames the walk has run
-    edges = sorted(buckets or ())
-    by_length: Dict[int, OcclusionErrors] = {}
-    walker_sum = last_sum = confidence_sum = 0.0
-    count = 0
     for t in range(T):
         vis_t = visible[:, t]
         if t > 0:
@@ -100,30 +108,45 @@ def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], gr
             if bool(missing.any()):
                 A = settings.transition(embed[:, t - 1], embed[:, t])
                 first = missing & ~walking
-                # the tracker's own rollout and peak (walk.step_walkers, walk.walker_peaks)
+                # the tracker's own rollout (walk.step_walkers)
                 stepped = walk.step_walkers(walker, first, grid.pixel_to_node(last), A)
                 walker = torch.where(missing.unsqueeze(-1), stepped, walker)
                 walking = missing
                 steps = torch.where(first, 1, torch.where(missing, steps + 1, steps))
-                hit = scored[:, t] & missing
-                if bool(hit.any()):
-                    peak, guess = walk.walker_peaks(walker, grid)                # (B,K), (B,K,2)
-                    truth = centre[:, t]
-                    walker_err = (guess - truth).norm(dim=-1)
-                    last_err = (last - truth).norm(dim=-1)
-                    walker_sum += float(walker_err[hit].sum())
-                    last_sum += float(last_err[hit].sum())
-                    confidence_sum += float(peak[hit].sum())
-                    count += int(hit.sum())
-                    low = 0
-                    for edge in edges:
-                        sel = hit & (steps > low) & (steps <= edge)
-                        low = edge
-                        if bool(sel.any()):
-                            by_length[edge] = by_length.get(edge, OcclusionErrors()).add(OcclusionErrors(
-                                float(walker_err[sel].sum()), float(last_err[sel].sum()), int(sel.sum()),
-                                float(peak[sel].sum())))
+                yield HiddenStep(t, walker, missing, first, steps, last, centre[:, t], scored[:, t] & missing)
         walking = walking & ~vis_t
         last = torch.where(vis_t.unsqueeze(-1), centre[:, t], last)
         seen = seen | vis_t
+
+
+@torch.no_grad()
+def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
+                          settings: walk.WalkSettings, vis_seen: float = 0.15,
+                          vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None) -> OcclusionErrors:
+    """embed: node embeddings (B, T, D, gh, gw) of the clip (RAMModel.forward(...)["embed"]);
+    clip: the INTERFACES.md batch (boxes, present, visibility, classes); grid: model.node_grid(H, W);
+    settings: the model's walk (ModelConfig.walk)."""
+    edges = sorted(buckets or ())
+    by_length: Dict[int, OcclusionErrors] = {}
+    walker_sum = last_sum = confidence_sum = 0.0
+    count = 0
+    for step in hidden_walks(embed, clip, grid, settings, vis_seen, vis_hidden):
+        hit = step.scored
+        if not bool(hit.any()):
+            continue
+        peak, guess = walk.walker_peaks(step.walker, grid)                # (B,K), (B,K,2): the tracker's peak
+        walker_err = (guess - step.centre).norm(dim=-1)
+        last_err = (step.last - step.centre).norm(dim=-1)
+        walker_sum += float(walker_err[hit].sum())
+        last_sum += float(last_err[hit].sum())
+        confidence_sum += float(peak[hit].sum())
+        count += int(hit.sum())
+        low = 0
+        for edge in edges:
+            sel = hit & (step.steps > low) & (step.steps <= edge)
+            low = edge
+            if bool(sel.any()):
+                by_length[edge] = by_length.get(edge, OcclusionErrors()).add(OcclusionErrors(
+                    float(walker_err[sel].sum()), float(last_err[sel].sum()), int(sel.sum()),
+                    float(peak[sel].sum())))
     return OcclusionErrors(walker_sum, last_sum, count, confidence_sum, by_length)
