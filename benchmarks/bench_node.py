@@ -149,7 +149,12 @@ def main() -> int:
     parser.add_argument('--model', default='', help='weights (default: config/tracker.yaml)')
     parser.add_argument('--seconds', type=float, default=20.0)
     parser.add_argument('--no-int8', action='store_true', help='skip the int8 runs')
+    parser.add_argument('--only-default', action='store_true',
+                        help='only the node default (backend auto) per case: quick A/B runs of models')
+    parser.add_argument('--out', default=str(RESULTS),
+                        help='folder for node.json and node.md (default benchmarks/results)')
     args = parser.parse_args()
+    out = Path(args.out)
     sys.path[:0] = [str(ROOT / 'src' / 'ram_tracker')]
     from ram_training.ros_env import isolated_ros_env
     env = isolated_ros_env()
@@ -166,13 +171,11 @@ def main() -> int:
         wanted = f'{model_input[0]}x{model_input[1]}' if model_input else 'the trained size'
         print(f'[bench node] {label}: camera {camera[0]}x{camera[1]}, network input {wanted} ...',
               flush=True)
-        torch_run = measure(label, camera, model_input, args.model, args.seconds, env)
-        torch_run.pop('_picked')
-        results.update(torch_run)
+        if not args.only_default:
+            torch_run = measure(label, camera, model_input, args.model, args.seconds, env)
+            torch_run.pop('_picked'), torch_run.pop('_log')
+            results.update(torch_run)
         results[f'camera_{label}'] = f'{camera[0]}x{camera[1]}'
-        # what the node ran at, from its configure line ("..., input 640x192, ...")
-        ran = re.search(r'input (\d+x\d+)', torch_run.pop('_log'))
-        results[f'model_input_{label}'] = ran.group(1) if ran else wanted
         frames = _world2_frames(camera)
         results[f'source_{label}'] = (str(Path(frames).relative_to(ROOT)) if frames
                                       else 'pattern')
@@ -182,6 +185,11 @@ def main() -> int:
         results.update(default)
         results['default_backend'] = picked
         results[f'default_backend_log_{label}'] = configured
+        # what the node ran at, from its configure line ("..., input 640x192, ...")
+        ran = re.search(r'input (\d+x\d+)', configured)
+        results[f'model_input_{label}'] = ran.group(1) if ran else wanted
+        if args.only_default:
+            continue
         if picked == 'onnxruntime' and ', fp32' in configured:
             # the default run is ONNX Runtime fp32: its numbers are the _onnxruntime keys too
             results.update({key.replace('_default', '_onnxruntime'): value
@@ -199,8 +207,8 @@ def main() -> int:
                                  '-p', f'calibration_images:={calibration}'))
             run.pop('_picked'), run.pop('_log')
             results.update(run)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / 'node.json', json.dumps(results, indent=2) + '\n')
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / 'node.json', json.dumps(results, indent=2) + '\n')
     lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
              '| camera | network input | backend | frames/s | node latency p50 (ms) | '
              'stamp-to-answer p50 (ms) | frames dropped |',
@@ -223,7 +231,7 @@ def main() -> int:
               '/diagnostics `backend` and configure log line, in node.json); when that is ONNX '
               'Runtime fp32, the onnxruntime fp32 row is the same run. Runs are sequential: '
               'compare rows only from an idle machine.']
-    (RESULTS / 'node.md').write_text('\n'.join(lines) + '\n')
+    atomic_write_text(out / 'node.md', '\n'.join(lines) + '\n')
     print(json.dumps(results, indent=2))
     return 0
 
