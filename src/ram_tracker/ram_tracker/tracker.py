@@ -71,6 +71,13 @@ class TrackerConfig:
     # "highest score wins" a stale hypothesis can outrank a fresh detection); below 1, fresh
     # detections win sooner.
     hidden_score_decay: float = 1.0
+    # Not in the paper: a Gaussian prior on a hidden object's motion per frame, as a fraction of
+    # the image width (walk.with_step_prior: each walk step's transition is multiplied by
+    # exp(-d^2 / (2 sigma^2)), d the step's length). Where the embeddings of a hidden object's
+    # surroundings look alike, the paper's walker spreads and its peak jitters by a node or more;
+    # with the prior it stays, and a clearly better match farther away still draws it. Only the
+    # tracker's walk changes (training never sees it). 0: Algorithm 1 as published.
+    walker_step_sigma: float = 0.0
 
     def __post_init__(self):
         if self.occlusion_model not in OCCLUSION_MODELS:
@@ -83,6 +90,8 @@ class TrackerConfig:
             raise ValueError(f'max_age must be >= 0, got {self.max_age}')
         if not 0.0 < self.hidden_score_decay <= 1.0:
             raise ValueError(f'hidden_score_decay must be in (0, 1], got {self.hidden_score_decay}')
+        if self.walker_step_sigma < 0.0:
+            raise ValueError(f'walker_step_sigma must be >= 0, got {self.walker_step_sigma}')
 
 
 @dataclass
@@ -272,6 +281,8 @@ class Tracker:
                 if track.walker is None:
                     start = walk.one_hot_walker(node[None], grid.num_nodes)
                     track.walker_offset = track.center - walker_peaks(start, grid)[1][0]
+        sigma_nodes = self.config.walker_step_sigma * self.image_width / grid.stride
+        transition = walk.with_step_prior(transition, sigma_nodes, (grid.height, grid.width))
         stepped = walk.step_walkers(walkers[None], starting[None], start_nodes[None], transition)[0]
         confidences, locations = walker_peaks(stepped, grid)
         for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):

@@ -173,6 +173,31 @@ def transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1,
     return local_transition(q_prev, q_next, radius, tau)
 
 
+def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]] = None) -> Transition:
+    """A with a Gaussian prior on how far a walker steps (not in the paper):
+    A'(i, j) = A(i, j) exp(-d_ij^2 / (2 sigma^2)) / Z_i, d_ij the distance between nodes i and j in
+    nodes, rows renormalised. The same as subtracting d^2 / (2 sigma^2) from the logits <q, q'> / tau,
+    so on frames where the embeddings do not tell nodes apart (a hidden object under a uniform
+    occluder) the walker stays put instead of spreading over every similar node; a clearly better
+    match farther away still wins. sigma <= 0: A unchanged. `grid` (H, W) is needed for a dense A."""
+    if sigma <= 0:
+        return A
+    if isinstance(A, SparseTransition):
+        off = window_offsets(A.radius, A.values.device).to(A.values.dtype)
+        weight = torch.exp(-(off ** 2).sum(-1) / (2 * sigma ** 2))                 # (K,)
+        values = A.values * weight
+        values = values / values.sum(-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
+        return SparseTransition(values=values, indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
+    if grid is None:
+        raise ValueError('with_step_prior: a dense transition needs the node grid (H, W)')
+    H, W = grid
+    ys, xs = torch.meshgrid(torch.arange(H, device=A.device), torch.arange(W, device=A.device), indexing="ij")
+    pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
+    weight = torch.exp(-torch.cdist(pos, pos) ** 2 / (2 * sigma ** 2))            # (N, N)
+    values = A * weight
+    return values / values.sum(-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
+
+
 @dataclass(frozen=True)
 class WalkSettings:
     """How the walker moves: a local window (sec. 3.3; `radius` relative to the node-grid height)

@@ -133,6 +133,41 @@ def test_walker_keeps_offset_moves_the_last_seen_box_by_the_walk():
     np.testing.assert_allclose(centres[True], [[17.5, 23.0], [25.5, 23.0], [33.5, 23.0]])
 
 
+def lure_transition(row: int, col: int, angle: float = 0.3, radius: int = 2):
+    """Every node looks alike in both frames but one, (row, col) of the next frame, which is a
+    little more like all of them (cosine 1 against cos(angle)): an occluder's surface with one
+    spot the embeddings happen to prefer."""
+    H, W = GRID.height, GRID.width
+    q_prev = torch.zeros(1, 2, H, W)
+    q_prev[:, 0] = 1.0
+    q_next = torch.zeros(1, 2, H, W)
+    q_next[:, 0], q_next[:, 1] = np.cos(angle), np.sin(angle)
+    q_next[0, :, row, col] = torch.tensor([1.0, 0.0])
+    return local_transition(q_prev, q_next, radius=radius, tau=0.1)
+
+
+def test_walker_step_sigma_keeps_a_hidden_object_where_nothing_tells_the_nodes_apart():
+    """Under an occluder whose surface looks alike everywhere, the paper's walker jumps to
+    whichever node the embeddings slightly prefer, two nodes off; with walker_step_sigma it stays
+    on the start node, and a clearly better match a node away still draws it along."""
+    moved = {}
+    for sigma in (0.0, 8.0 / 80):                      # one node (8 px) of the 80-px image
+        tracker = Tracker(TrackerConfig(walker_step_sigma=sigma, walker_min_confidence=0.01), IMAGE)
+        tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))      # node (row 3, col 5)
+        start = tracker.tracks[0].center.copy()
+        (track,) = tracker.update(dets(), transition=lure_transition(1, 3), grid=GRID)
+        assert track.state == 'occluded'
+        moved[sigma] = float(np.linalg.norm(track.center - start))
+        if sigma:
+            before = track.center.copy()
+            carried = tracker.update(dets(), transition=shift_transition(+1), grid=GRID)[0]
+            assert carried.center[0] - before[0] == pytest.approx(8.0)
+    assert moved[0.0] > 16.0                           # two nodes off (paper)
+    assert moved[8.0 / 80] < 4.0                       # within the start node's cell
+    with pytest.raises(ValueError, match='walker_step_sigma'):
+        TrackerConfig(walker_step_sigma=-0.1)
+
+
 def test_rematch_needs_same_class_and_radius():
     config = TrackerConfig(rematch_radius=5.0 / 80)        # 5 px at this image width
     tracker = Tracker(config, IMAGE)

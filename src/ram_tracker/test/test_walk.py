@@ -40,6 +40,26 @@ def test_local_matches_brute_force_window(R, band_bytes, monkeypatch):
     assert torch.allclose(A, expect, atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("R", [2, None])
+def test_step_prior_is_a_distance_penalty_on_the_logits(R):
+    """with_step_prior(A, sigma) = softmax(<q, q'> / tau - d^2 / (2 sigma^2)) over the window, d
+    in nodes, for the local and the global walk; sigma 0 leaves A as it is."""
+    H, W, tau, sigma = 6, 9, 0.1, 1.3
+    q0, q1 = embeddings(1, 8, H, W, 3), embeddings(1, 8, H, W, 4)
+    A = walk.transition(q0, q1, tau, R)
+    assert walk.with_step_prior(A, 0.0) is A
+    prior = walk.with_step_prior(A, sigma, (H, W))
+    got = (walk.densify(prior) if R is not None else prior)[0]
+    sim = torch.einsum("dn,dm->nm", q0[0].reshape(8, -1), q1[0].reshape(8, -1)) / tau
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dy, dx = ys[:, None] - ys[None], xs[:, None] - xs[None]
+    logits = sim - (dy ** 2 + dx ** 2).double() / (2 * sigma ** 2)
+    if R is not None:
+        logits = logits.masked_fill((dy.abs() > R) | (dx.abs() > R), float("-inf"))
+    assert torch.allclose(got, torch.softmax(logits, -1), atol=1e-9, rtol=0)
+
+
 def test_rows_sum_to_one_and_masked_neighbours_are_exactly_zero():
     H, W, R = 7, 10, 3
     q0, q1 = embeddings(2, 32, H, W, 5, torch.float32), embeddings(2, 32, H, W, 6, torch.float32)

@@ -79,10 +79,11 @@ class HiddenStep:
 @torch.no_grad()
 def hidden_walks(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
                  settings: walk.WalkSettings, vis_seen: float = 0.15,
-                 vis_hidden: float = 0.05) -> Iterator[HiddenStep]:
+                 vis_hidden: float = 0.05, step_sigma: float = 0.0) -> Iterator[HiddenStep]:
     """The validation rollout: every object's walk while it is not visible, frame by frame (only
     frames where some walk runs). One implementation for the trainer's metric and the diagnostic
-    scripts. Arguments as occluded_localisation."""
+    scripts. Arguments as occluded_localisation; step_sigma is the tracker's walker_step_sigma
+    (a prior on the step length, fraction of the input width; 0: the paper's walk)."""
     embed = embed.float()
     B, T = embed.shape[:2]
     H, W = clip["images"].shape[-2:]
@@ -106,7 +107,8 @@ def hidden_walks(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.
         if t > 0:
             missing = seen & ~vis_t
             if bool(missing.any()):
-                A = settings.transition(embed[:, t - 1], embed[:, t])
+                A = walk.with_step_prior(settings.transition(embed[:, t - 1], embed[:, t]),
+                                         step_sigma * W / grid.stride, (grid.height, grid.width))
                 first = missing & ~walking
                 # the tracker's own rollout (walk.step_walkers)
                 stepped = walk.step_walkers(walker, first, grid.pixel_to_node(last), A)
@@ -122,15 +124,16 @@ def hidden_walks(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.
 @torch.no_grad()
 def occluded_localisation(embed: torch.Tensor, clip: Dict[str, torch.Tensor], grid: walk.NodeGrid,
                           settings: walk.WalkSettings, vis_seen: float = 0.15,
-                          vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None) -> OcclusionErrors:
+                          vis_hidden: float = 0.05, buckets: Optional[Sequence[int]] = None,
+                          step_sigma: float = 0.0) -> OcclusionErrors:
     """embed: node embeddings (B, T, D, gh, gw) of the clip (RAMModel.forward(...)["embed"]);
     clip: the INTERFACES.md batch (boxes, present, visibility, classes); grid: model.node_grid(H, W);
-    settings: the model's walk (ModelConfig.walk)."""
+    settings: the model's walk (ModelConfig.walk); step_sigma: see hidden_walks."""
     edges = sorted(buckets or ())
     by_length: Dict[int, OcclusionErrors] = {}
     walker_sum = last_sum = confidence_sum = 0.0
     count = 0
-    for step in hidden_walks(embed, clip, grid, settings, vis_seen, vis_hidden):
+    for step in hidden_walks(embed, clip, grid, settings, vis_seen, vis_hidden, step_sigma):
         hit = step.scored
         if not bool(hit.any()):
             continue

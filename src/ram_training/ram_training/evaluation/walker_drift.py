@@ -38,8 +38,9 @@ def load_videos(kind: str, root, split: str) -> list:
     return kitti_videos(root, 'training', include_hidden=True)
 
 
-def walker_drift(model, videos: list, input_size) -> OcclusionErrors:
-    """occluded_localisation over whole videos, split by walk length (BUCKETS)."""
+def walker_drift(model, videos: list, input_size, step_sigma: float = 0.0) -> OcclusionErrors:
+    """occluded_localisation over whole videos, split by walk length (BUCKETS); step_sigma: the
+    tracker's walker_step_sigma (0: the paper's walk)."""
     total = OcclusionErrors()
     for video in videos:
         clip = make_clip(video, np.arange(video.num_frames), image_size=input_size)
@@ -47,7 +48,8 @@ def walker_drift(model, videos: list, input_size) -> OcclusionErrors:
         with torch.inference_mode():
             embed = model(clip['images'])['embed']
         grid = model.node_grid(*clip['images'].shape[-2:])
-        total = total.add(occluded_localisation(embed, clip, grid, model.cfg.walk, buckets=BUCKETS))
+        total = total.add(occluded_localisation(embed, clip, grid, model.cfg.walk, buckets=BUCKETS,
+                                                step_sigma=step_sigma))
     return total
 
 
@@ -73,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument('--split', default='val', help='World 1 split (World 2: every sequence)')
     p.add_argument('--videos', type=int, default=None)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--step-sigma', type=float, default=0.0,
+                   help="the tracker's walker_step_sigma (fraction of the input width; 0: the paper's walk)")
     p.add_argument('--out', default=None, help='JSON (written atomically)')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
     if size is None:
         p.error(f'{args.model} does not record its training input size')
     videos = load_videos(args.kind, args.data, args.split)[:args.videos]
-    errors = walker_drift(model, videos, tuple(size))
+    errors = walker_drift(model, videos, tuple(size), args.step_sigma)
     table = rows(errors)
     print('walk frames | hidden frames | walker px | last seen px | walker peak probability')
     for r in table:
@@ -93,6 +97,7 @@ def main(argv=None) -> int:
         atomic_write_text(Path(args.out), json.dumps({
             'model': args.model, 'kind': args.kind, 'data': args.data,
             'split': args.split if args.kind == 'world1' else 'training', 'videos': args.videos,
+            'walker_step_sigma': args.step_sigma,
             'input_size': list(size), 'units': 'model-input pixels', 'by_walk_length': table,
             'all': {'frames': errors.count, 'walker_px': errors.walker_px,
                     'last_seen_px': errors.last_seen_px}}, indent=2) + '\n')

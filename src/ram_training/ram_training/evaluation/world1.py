@@ -22,6 +22,7 @@ occlusion model 'none') of the non-target classes, never the ground truth; see
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -275,6 +276,28 @@ def method_table(results: dict, suffix: str = '') -> dict:
     return table
 
 
+def tracker_overrides(base: TrackerConfig, pairs: Sequence[str]) -> TrackerConfig:
+    """`base` with FIELD=VALUE pairs applied (values parsed as the field's type); ValueError
+    naming an unknown field or a bad value."""
+    fields = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}
+    changes = {}
+    for pair in pairs:
+        name, sep, value = pair.partition('=')
+        if not sep or name not in fields:
+            raise ValueError(f"--tracker {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        kind = fields[name]
+        if kind is bool:
+            if value.lower() not in ('true', 'false', '1', '0'):
+                raise ValueError(f'--tracker {pair!r}: {name} is true or false')
+            changes[name] = value.lower() in ('true', '1')
+        else:
+            try:
+                changes[name] = kind(value)
+            except ValueError:
+                raise ValueError(f'--tracker {pair!r}: {name} needs a {kind.__name__}') from None
+    return dataclasses.replace(base, **changes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', required=True, help='RAM weights (.safetensors)')
@@ -290,8 +313,15 @@ def main(argv=None) -> int:
                         help='target box among target tracks for the main table: score (the '
                              'paper\'s protocol), fresh_first or oracle (see SELECTION_RULES); '
                              'fresh_first is always reported beside it')
+    parser.add_argument('--tracker', action='append', default=[], metavar='FIELD=VALUE',
+                        help='a TrackerConfig field over the LA-CATER settings for every method '
+                             '(repeatable; e.g. walker_step_sigma=0.02): model selection on val')
     parser.add_argument('--out', required=True, help='results JSON (written atomically)')
     args = parser.parse_args(argv)
+    try:
+        tracker_config = tracker_overrides(LACATER_TRACKER, args.tracker)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     model, info = load_weights(args.model)
     size = args.input_size.split('x') if args.input_size else trained_input_size(info)
@@ -304,7 +334,7 @@ def main(argv=None) -> int:
         models['no_walk_loss'] = (baseline, {'walker': 'walker'})
     rules = (args.selection,) + (('fresh_first',) if args.selection != 'fresh_first' else ())
     results = evaluate_models(models, args.data, args.split, (width, height), args.max_videos,
-                              selection=rules)
+                              tracker_config=tracker_config, selection=rules)
     report = method_table(results)
     if len(rules) > 1:
         report['fresh_first'] = method_table(results, '@fresh_first')
@@ -312,7 +342,7 @@ def main(argv=None) -> int:
                            'baseline_model': args.baseline_model,
                            'input_size': [width, height], 'max_videos': args.max_videos,
                            'selection': args.selection,
-                           'tracker': vars(LACATER_TRACKER)}
+                           'tracker': vars(tracker_config)}
     atomic_write_text(Path(args.out), json.dumps(report, indent=2) + '\n')
     for method, metrics in list(report.items()) + [(f'{k} (fresh_first)', v) for k, v in
                                                    report.get('fresh_first', {}).items()]:
