@@ -113,14 +113,23 @@ def stop_node(node: subprocess.Popen, timeout: float = 30.0) -> int | None:
     return node.returncode
 
 
+def lacater_parameters() -> dict:
+    """World 1's settings of Algorithm 1 (evaluation.world1.LACATER_TRACKER) as the node
+    parameters that set them: only those that differ from the defaults."""
+    from ram_tracker.parameters import tracker_config_fields
+    from ram_tracker.tracker import TrackerConfig
+    from ram_training.evaluation.world1 import LACATER_TRACKER
+    default = TrackerConfig()
+    return {name: getattr(LACATER_TRACKER, field) for name, field in tracker_config_fields().items()
+            if getattr(LACATER_TRACKER, field) != getattr(default, field)}
+
+
 def start_node(model: Path, input_size, env, log_path: Path,
                extra_params: dict | None = None) -> subprocess.Popen:
     """The installed tracker_node with the installed params file, the model and Algorithm 1's
     LA-CATER settings (the demo's World 1 videos); `extra_params` override any parameter
     (e.g. occlusion_model)."""
     params = {'model_path': model, 'input_width': input_size[0],
-              'input_height': input_size[1], 'device': 'cpu',
-              # LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions
-              'max_age': 300, 'walker_min_confidence': 0.005}
+              'input_height': input_size[1], 'device': 'cpu', **lacater_parameters()}
     params.update(extra_params or {})
     return start_tracker_node(env, log_path, overrides=params, remaps={'image': '/image'})
