@@ -193,7 +193,7 @@ def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]]
     H, W = grid
     ys, xs = torch.meshgrid(torch.arange(H, device=A.device), torch.arange(W, device=A.device), indexing="ij")
     pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
-    weight = torch.exp(-torch.cdist(pos, pos) ** 2 / (2 * sigma ** 2))            # (N, N)
+    weight = torch.exp(-((pos[:, None] - pos[None]) ** 2).sum(-1) / (2 * sigma ** 2))   # (N, N), exact d^2
     values = A * weight
     return values / values.sum(-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
 
