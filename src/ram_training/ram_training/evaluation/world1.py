@@ -283,25 +283,21 @@ def method_table(results: dict, suffix: str = '') -> dict:
 
 
 def tracker_overrides(base: TrackerConfig, pairs: Sequence[str]) -> TrackerConfig:
-    """`base` with FIELD=VALUE pairs applied (values parsed as the field's type); ValueError
-    naming an unknown field or a bad value."""
-    fields = {f.name: type(getattr(base, f.name)) for f in dataclasses.fields(base)}
-    changes = {}
-    for pair in pairs:
-        name, sep, value = pair.partition('=')
-        if not sep or name not in fields:
-            raise ValueError(f"--tracker {pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
-        kind = fields[name]
-        if kind is bool:
-            if value.lower() not in ('true', 'false', '1', '0'):
-                raise ValueError(f'--tracker {pair!r}: {name} is true or false')
-            changes[name] = value.lower() in ('true', '1')
-        else:
-            try:
-                changes[name] = kind(value)
-            except ValueError:
-                raise ValueError(f'--tracker {pair!r}: {name} needs a {kind.__name__}') from None
-    return dataclasses.replace(base, **changes)
+    """`base` with node parameters NAME=VALUE for Algorithm 1's settings applied (read as ram-eval's
+    -p, checked against the node's schema); ValueError naming an unknown or a bad one."""
+    from ram_tracker.parameters import ParameterError, tracker_config_fields, validate
+    from ram_training.evaluation.kitti_eval import EvalError, parse_overrides
+    fields = tracker_config_fields()
+    try:
+        given = parse_overrides(pairs)
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise ValueError(f"--tracker {', '.join(unknown)}: not one of Algorithm 1's parameters "
+                             f"({', '.join(sorted(fields))})")
+        checked = validate(given)
+    except (EvalError, ParameterError) as error:
+        raise ValueError(f'--tracker: {error}') from None
+    return dataclasses.replace(base, **{fields[name]: checked[name] for name in given})
 
 
 def main(argv=None) -> int:
@@ -319,9 +315,10 @@ def main(argv=None) -> int:
                         help='target box among target tracks for the main table: score (the '
                              'paper\'s protocol), fresh_first or oracle (see SELECTION_RULES); '
                              'fresh_first is always reported beside it')
-    parser.add_argument('--tracker', action='append', default=[], metavar='FIELD=VALUE',
-                        help='a TrackerConfig field over the LA-CATER settings for every method '
-                             '(repeatable; e.g. walker_step_sigma=0.02): model selection on val')
+    parser.add_argument('--tracker', action='append', default=[], metavar='NAME=VALUE',
+                        help="one of Algorithm 1's node parameters over the LA-CATER settings for "
+                             'every method (repeatable; e.g. walker_step_sigma=0.02): model '
+                             'selection on val')
     parser.add_argument('--out', required=True, help='results JSON (written atomically)')
     args = parser.parse_args(argv)
     try:
