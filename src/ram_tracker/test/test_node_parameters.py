@@ -62,12 +62,23 @@ def _run_until_exit(env, **params) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def _call(node, srv_type, name: str, request, timeout: float = 30.0):
+def _call(node, srv_type, name: str, request, timeout: float = 30.0, resend_s: float = 0.0):
+    """One service call. `resend_s` > 0 (read-only queries only) sends the request again when
+    no answer came within that time: with Fast DDS a server can be discovered (wait_for_service
+    returns) before it has matched the client's response reader, and its first answer is then
+    lost (CI: get_state unanswered for 30 s while the node was up)."""
     client = node.create_client(srv_type, name)
     try:
         assert client.wait_for_service(timeout_sec=timeout), f'no service {name}'
-        future = client.call_async(request)
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            future = client.call_async(request)
+            wait = max(0.0, deadline - time.monotonic())
+            rclpy.spin_until_future_complete(node, future, timeout_sec=min(resend_s, wait)
+                                             if resend_s > 0 else wait)
+            if future.done() or not resend_s or time.monotonic() >= deadline:
+                break
+            client.remove_pending_request(future)
         assert future.result() is not None, f'{name}: no answer'
         return future.result()
     finally:
@@ -90,12 +101,13 @@ def _set_atomically(node, **values):
 
 def _get(node, *names):
     response = _call(node, GetParameters, f'{NODE}/get_parameters',
-                     GetParameters.Request(names=list(names)))
+                     GetParameters.Request(names=list(names)), resend_s=5.0)
     return dict(zip(names, response.values))
 
 
-def _state(node) -> str:
-    return _call(node, GetState, f'{NODE}/get_state', GetState.Request()).current_state.label
+def _state(node, timeout: float = 30.0) -> str:
+    return _call(node, GetState, f'{NODE}/get_state', GetState.Request(), timeout=timeout,
+                 resend_s=5.0).current_state.label
 
 
 # -- a start that fails exits, under autostart --------------------------------------------------
@@ -158,7 +170,10 @@ def test_installed_parameters_configure_the_shipped_model_at_its_trained_size(ro
     node = rclpy.create_node('test_model_client')
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and _state(node) != 'active':
+        # autostart configures before the node spins: get_state is answered after the model
+        # loaded, however long that takes on a busy machine (up to the deadline)
+        while (time.monotonic() < deadline
+               and _state(node, timeout=max(5.0, deadline - time.monotonic())) != 'active'):
             assert node_proc.poll() is None, f'tracker_node ended:\n{log_path.read_text()}'
             time.sleep(0.5)
         node_log.flush()
