@@ -110,6 +110,57 @@ def test_visibility_head_sends_no_gradient_into_the_memory_unless_asked(detach):
     assert torch.equal(other(clip)["visibility"], model(clip)["visibility"])
 
 
+@pytest.mark.parametrize("pool", ["max", "none"])
+def test_walk_memory_streams_like_the_clip_forward_and_exports_to_onnx(pool, tmp_path):
+    """The walk's own memory (walk_memory_channels) rides in the one memory state tensor: the
+    streaming step, the training forward and the ONNX graph agree, with constant state."""
+    torch.manual_seed(0)
+    model = build_model(tiny(walk_memory_channels=8, embed_pool=pool)).eval()
+    size = (96, 64)
+    clip = torch.rand(1, 6, 3, size[1], size[0])
+    grid = model.node_grid(size[1], size[0])
+    with torch.no_grad():
+        full = model(clip)
+        state = model.initial_state(1, size[1], size[0])
+        assert state[0].shape[1] == 16 + (8 if pool == "none" else 2)     # detector + packed walk memory
+        for t in range(6):
+            out, state = model.step(clip[:, t], state)
+            for k in ("hm", "wh", "embed"):
+                assert torch.allclose(out[k], full[k][:, t], atol=1e-5), k
+    assert full["embed"].shape[-2:] == (grid.height, grid.width)
+    assert full["embed"][:, 1:].abs().sum() > 0
+    path = export.export_step(model, tmp_path / "walk_memory.onnx", size)
+    torch_b = TorchBackend(model, size, torch.device("cpu"))
+    ort_b = OnnxRuntimeBackend(path, model.cfg, size, num_threads=1)
+    st, so = torch_b.initial_state(), ort_b.initial_state()
+    for t in range(4):
+        a, st = torch_b.step(clip[:, t], st)
+        b, so = ort_b.step(clip[:, t], so)
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+        assert max(float((x - y).abs().max()) for x, y in zip(st, so)) < 1e-4
+
+
+def test_walk_memory_keeps_the_walk_loss_out_of_the_detector():
+    """With a walk memory the walk's gradient trains only it and the embedding, and the
+    detection losses never reach it: the detector is the detector's own."""
+    torch.manual_seed(0)
+    model = build_model(tiny(walk_memory_channels=8))
+    out = model(torch.rand(1, 3, 3, 64, 64))
+    A = model.transition(out["embed"][:, 0], out["embed"][:, 1])
+    walk.propagate(torch.full((1, 1, A.num_nodes), 1.0 / A.num_nodes), A).pow(2).sum().backward(
+        retain_graph=True)
+    reached = {n.split(".")[0] for n, p in model.named_parameters()
+               if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached == {"walk_memory", "embed"}
+    model.zero_grad(set_to_none=True)
+    sum((out[k] * torch.randn_like(out[k])).sum() for k in ("hm", "wh", "reg", "tracking")).backward()
+    reached = {n.split(".")[0] for n, p in model.named_parameters()
+               if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached == {"backbone", "memory", "heads"}
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build_model(tiny(walk_memory_channels=6))
+
+
 def test_config_round_trip_and_input_check():
     cfg = ModelConfig.paper(class_names=("a",))
     assert cfg.backbone == "dla34" and cfg.memory_kernel == 7 and cfg.head_channels == 256

@@ -545,7 +545,7 @@ def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
     from ram_tracker.checkpoint import load_weights
     init, init_info = load_weights(cfg.train.init_from)
     differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
-              if k not in WALK_ONLY_MODEL_KEYS and k != "memory_kernel"]
+              if k not in WALK_ONLY_MODEL_KEYS and k not in ("memory_kernel", "walk_memory_channels")]
     if differ:
         raise StartError(f"train.init_from {cfg.train.init_from}: its model config differs in {', '.join(differ)}")
     state = init.state_dict()
@@ -553,13 +553,36 @@ def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
     if grown:
         state = grow_memory_kernel(state, init.cfg.memory_kernel, cfg.model.memory_kernel,
                                    cfg.train.init_from)
+    added = ""
+    if init.cfg.walk_memory_channels != cfg.model.walk_memory_channels:
+        state, added = add_walk_memory(state, model, init.cfg, cfg.train.init_from)
     model.load_state_dict(state)
     if master:
         print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
               f"{init_info.get('steps')} steps)"
               + (f", its {init.cfg.memory_kernel}x{init.cfg.memory_kernel} ConvGRU kernels zero-padded "
-                 f"to {cfg.model.memory_kernel}x{cfg.model.memory_kernel}" if grown else ""),
+                 f"to {cfg.model.memory_kernel}x{cfg.model.memory_kernel}" if grown else "") + added,
               file=sys.stderr)
+
+
+def add_walk_memory(state: dict, model, init_cfg, source: str) -> tuple[dict, str]:
+    """`state` (a model whose embedding reads the detector's memory) for `model`, which has a walk
+    memory of its own: the walk memory starts as a copy of the detector's ConvGRU and the
+    embedding as the loaded one, so at step 0 the walker is the loaded model's (exactly, when
+    the node grid is the feature map) and the walk loss trains on from there."""
+    if init_cfg.walk_memory_channels:
+        raise StartError(f"train.init_from {source}: it has a walk memory of "
+                         f"{init_cfg.walk_memory_channels} channels, this model "
+                         f"{model.cfg.walk_memory_channels}")
+    wanted = model.state_dict()
+    state = dict(state)
+    copied = {"walk_memory." + k.removeprefix("memory."): v for k, v in state.items()
+              if k.startswith("memory.")}
+    if any(wanted[k].shape != v.shape for k, v in copied.items()):
+        raise StartError(f"train.init_from {source}: model.walk_memory_channels must equal its "
+                         f"memory_channels {init_cfg.memory_channels} to start from its memory")
+    state.update(copied)
+    return state, ", the walk memory a copy of its ConvGRU"
 
 
 def grow_memory_kernel(state: dict, old: int, new: int, source: str) -> dict:

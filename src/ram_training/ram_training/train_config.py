@@ -38,7 +38,7 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("bf16", "fp16")
 KITTI_SPLITS = ("full", "train_half", "val_half")
 RECIPES = Path(__file__).resolve().parent / "recipes"      # the shipped training recipes
-FREEZABLE = ("backbone", "memory", "heads", "embed")        # RAMModel's parts, in data-flow order
+FREEZABLE = ("backbone", "memory", "walk_memory", "heads", "embed")   # RAMModel's parts, in data-flow order
 WALK_KEYS = ("walk_local", "walk_radius", "walk_tau")
 
 
@@ -86,7 +86,8 @@ class OptimConfig:
     # Parts of the model left as loaded (BatchNorm statistics too): any of FREEZABLE. [backbone]:
     # the paper's long-clip LA-CATER fine-tuning; [backbone, memory, heads]: only the walk's node
     # embedding learns (detections stay train.init_from's); [backbone, memory, embed]: only the
-    # heads learn (the walker stays train.init_from's).
+    # heads learn (the walker stays train.init_from's). With model.walk_memory_channels,
+    # [backbone, memory, heads]: the walk memory and the embedding learn on a fixed detector.
     frozen: List[str] = field(default_factory=list)
     accum_steps: int = 1                  # micro-batches per step (per rank)
 
@@ -445,7 +446,10 @@ def check_semantics(cfg: TrainConfig) -> None:
     _positive("optim.accum_steps", o.accum_steps)
     for name in o.frozen:
         _one_of("optim.frozen", name, FREEZABLE)
-    if set(o.frozen) >= set(FREEZABLE):
+    if "walk_memory" in o.frozen and not cfg.model.walk_memory_channels:
+        raise ConfigError("optim.frozen: walk_memory: this model has none (model.walk_memory_channels is 0)")
+    parts = set(FREEZABLE) - (set() if cfg.model.walk_memory_channels else {"walk_memory"})
+    if set(o.frozen) >= parts:
         raise ConfigError(f"optim.frozen: {list(o.frozen)} leaves nothing to train")
     if len(o.frozen) > 1 and not t.init_from:
         raise ConfigError(f"optim.frozen: {list(o.frozen)} keeps parts of a trained model as they are, so it "

@@ -321,6 +321,40 @@ def test_frozen_detector_trains_only_the_walk_embedding(tmp_path, world1):
     assert not torch.allclose(out_before["embed"], out_after["embed"])
 
 
+def test_a_walk_memory_starts_as_the_loaded_walker_and_learns_on_a_fixed_detector(tmp_path, world1, capsys):
+    """model.walk_memory_channels from a model without one: the walk memory starts as a copy of
+    its ConvGRU, so step 0 is the loaded model exactly (detections and node embeddings); with
+    the detector frozen the detections stay the loaded model's while the embeddings learn. A
+    walk memory of another width cannot start from that GRU and is refused."""
+    first = write_config(tmp_path, world1, "first", train=dict(steps=2, checkpoint_interval=0),
+                         data=dict(val_clips=0))
+    assert train.main(["--config", str(first)]) == 0
+    weights = tmp_path / "runs" / "first" / "model.safetensors"
+    start, _ = load_weights(weights)
+    from ram_tracker.model import build_model
+    channels = start.cfg.memory_channels
+    dual = build_model(start.cfg.from_dict({**start.cfg.to_dict(), "walk_memory_channels": channels})).eval()
+    dual.load_state_dict(train.add_walk_memory(start.state_dict(), dual, start.cfg, str(weights))[0])
+    clip = torch.rand(1, 5, 3, 64, 64)
+    with torch.no_grad():
+        a, b = start.eval()(clip), dual(clip)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    second = write_config(tmp_path, world1, "wm", train=dict(steps=2, checkpoint_interval=0, init_from=str(weights)),
+                          data=dict(val_clips=0, clip_length=8), optim=dict(frozen=["backbone", "memory", "heads"], lr=1e-2),
+                          model=dict(walk_memory_channels=channels))
+    assert train.main(["--config", str(second)]) == 0
+    assert "the walk memory a copy of its ConvGRU" in capsys.readouterr().err
+    after, _ = load_weights(tmp_path / "runs" / "wm" / "model.safetensors")
+    with torch.no_grad():
+        c = after.eval()(clip)
+    assert all(torch.equal(a[k], c[k]) for k in a if k != "embed")
+    assert not torch.allclose(a["embed"], c["embed"])
+    other = write_config(tmp_path, world1, "wm8", train=dict(steps=1, init_from=str(weights)),
+                         data=dict(val_clips=0), model=dict(walk_memory_channels=channels // 2))
+    assert train.main(["--config", str(other)]) == 2
+    assert "must equal its memory_channels" in capsys.readouterr().err
+
+
 def test_frozen_walker_trains_only_the_heads(tmp_path, world1):
     """optim.frozen [backbone, memory, embed]: the heads learn on a fixed memory, so the node
     embeddings (what the walker reads) are exactly the start's, while a head's output moves."""
@@ -332,8 +366,9 @@ def test_frozen_walker_trains_only_the_heads(tmp_path, world1):
 
 @pytest.mark.parametrize("frozen, message", [
     (["backbone", "memory", "heads"], "needs train.init_from"),
-    (["backbone", "gru"], "'gru' is not one of backbone, memory, heads, embed"),
+    (["backbone", "gru"], "'gru' is not one of backbone, memory, walk_memory, heads, embed"),
     (["backbone", "memory", "heads", "embed"], "leaves nothing to train"),
+    (["walk_memory"], "walk_memory: this model has none"),
 ])
 def test_frozen_parts_are_checked(tmp_path, world1, capsys, frozen, message):
     path = write_config(tmp_path, world1, "bad", train=dict(steps=1), optim=dict(frozen=frozen))

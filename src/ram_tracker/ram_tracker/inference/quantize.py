@@ -41,12 +41,12 @@ FRAMES_PER_SEQUENCE = 32
 # memory: 96 frames at 1280x384 took over 22 GB and were OOM-killed. At most this many input
 # pixels in all (96 frames at 640x192, 24 at 1280x384).
 MAX_CALIBRATION_PIXELS = 96 * 640 * 192
-# Node-name prefixes kept fp32 (RAMModel's modules as the exporter names them): the ConvGRU
+# Node-name prefixes kept fp32 (RAMModel's modules as the exporter names them): the ConvGRUs
 # (the recurrent state), the heads and embeddings (the graph's outputs) and the neck. Measured
 # on World 2 test, car HOTA / Track AP int8 - fp32: everything but the ConvGRU -5.8 / -10.4
 # (MinMax); + outputs' convs fp32 and percentile calibration -0.35 / -1.80; + heads and
 # embeddings -0.29 / -0.83; + neck (this) +0.06 / -0.25, at 1.21x instead of 1.29x.
-FP32_NODE_PREFIXES = ('/memory/', '/heads/', '/embed/', '/backbone/neck/')
+FP32_NODE_PREFIXES = ('/memory/', '/walk_memory/', '/heads/', '/embed/', '/backbone/neck/')
 # Every op ONNX Runtime can quantize (Conv, Add, MaxPool, ...): a chain of int8 ops needs no
 # DequantizeLinear/QuantizeLinear between them (1.32x vs 1.27x with Conv alone, one thread).
 OPS_TO_QUANTIZE = None

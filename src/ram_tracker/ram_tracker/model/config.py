@@ -40,6 +40,16 @@ class ModelConfig:
     # steps: visible mIoU 0.616 without the visibility loss, 0.572 with it; models/world1_ram.md).
     detach_visibility: bool = True
 
+    # A memory of its own for the walk (not in the paper). 0: the node embedding reads M_t, the
+    # detector's memory (the paper), so the walk loss and the detection losses share the memory:
+    # at our sizes they compete (models/world1_ram.md: the walk cost the detector 0.1-0.2
+    # visible mIoU). > 0: a second ConvGRU of this many channels runs on the node grid, fed the
+    # pooled features F_t *detached*, and the embedding reads it: the walk loss never reaches
+    # the backbone, the detector's memory or the heads, so the detections are the detector's own.
+    # Its state travels inside the memory state (RAMModel.initial_state). The kernel is
+    # memory_kernel's.
+    walk_memory_channels: int = 0
+
     # node-embedding head f_q: pool -> 1x1 conv + ReLU -> 1x1 conv + ReLU -> L2 norm
     embed_channels: int = 64
     embed_pool: str = "max"           # "max" (paper), "avg" (official code) or "none"

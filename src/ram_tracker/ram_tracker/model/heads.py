@@ -50,11 +50,16 @@ class NodeEmbedding(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 1)
 
     def forward(self, memory: torch.Tensor) -> torch.Tensor:
-        x = memory
-        if self.pool == "max":
-            x = F.max_pool2d(x, self.kernel, self.stride, self.padding)
-        elif self.pool == "avg":
-            x = F.avg_pool2d(x, self.kernel, self.stride, self.padding, count_include_pad=False)
+        x = pool_to_nodes(memory, self.pool, self.kernel, self.stride, self.padding)
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         return F.normalize(x, dim=1, eps=1e-6)
+
+
+def pool_to_nodes(x: torch.Tensor, pool: str, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """A stride-4 map pooled to the node grid (RAMModel.node_grid)."""
+    if pool == "max":
+        return F.max_pool2d(x, kernel, stride, padding)
+    if pool == "avg":
+        return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=False)
+    return x

@@ -15,10 +15,6 @@ class ConvGRU(nn.Module):
         self.gates = nn.Conv2d(in_channels + hidden_channels, 2 * hidden_channels, kernel, padding=pad)
         self.candidate = nn.Conv2d(in_channels + hidden_channels, hidden_channels, kernel, padding=pad)
 
-    def initial_state(self, features: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = features.shape
-        return features.new_zeros(B, self.hidden_channels, H, W)
-
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         update, reset = torch.sigmoid(self.gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
         candidate = torch.tanh(self.candidate(torch.cat([x, reset * h], dim=1)))
