@@ -184,18 +184,25 @@ def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]]
         return A
     if isinstance(A, SparseTransition):
         off = window_offsets(A.radius, A.values.device).to(A.values.dtype)
-        weight = torch.exp(-(off ** 2).sum(-1) / (2 * sigma ** 2))                 # (K,)
-        values = A.values * weight
-        values = values / values.sum(-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
+        values = _penalised(A.values, (off ** 2).sum(-1) / (2 * sigma ** 2))        # (K,) penalties
         return SparseTransition(values=values, indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
     if grid is None:
         raise ValueError('with_step_prior: a dense transition needs the node grid (H, W)')
     H, W = grid
     ys, xs = torch.meshgrid(torch.arange(H, device=A.device), torch.arange(W, device=A.device), indexing="ij")
     pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
-    weight = torch.exp(-((pos[:, None] - pos[None]) ** 2).sum(-1) / (2 * sigma ** 2))   # (N, N), exact d^2
-    values = A * weight
-    return values / values.sum(-1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
+    return _penalised(A, ((pos[:, None] - pos[None]) ** 2).sum(-1) / (2 * sigma ** 2))   # exact d^2
+
+
+def _penalised(probs: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """softmax(log probs - penalty) over the last axis, in log space: A * exp(-penalty) in float32
+    underflows to an all-zero row (a lost walker) when A's own entry is tiny and the penalties
+    large (small sigma); the softmax keeps a distribution whenever a row has any mass."""
+    logits = torch.log(probs) - penalty                      # log 0 = -inf: masked stays masked
+    top = logits.amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))   # rows without any mass
+    e = torch.exp(logits - top)
+    return e / e.sum(-1, keepdim=True).clamp_min(torch.finfo(e.dtype).tiny)
 
 
 @dataclass(frozen=True)

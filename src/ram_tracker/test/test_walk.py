@@ -60,6 +60,22 @@ def test_step_prior_is_a_distance_penalty_on_the_logits(R):
     assert torch.allclose(got, torch.softmax(logits, -1), atol=1e-9, rtol=0)
 
 
+def test_a_strong_step_prior_never_empties_a_row():
+    """A sharp float32 transition (every row's mass one node to the right, its own entry ~1e-44)
+    under a prior of 0.05 node: A * exp(-d^2 / 2 sigma^2) underflowed to an all-zero row, so the
+    walker lost its mass and the tracker ended the track. In log space the rows stay
+    distributions, the prior wins (mass on the start node), and masked entries stay 0."""
+    H, W, R = 6, 10, 2
+    n = H * W
+    codes = torch.eye(n).T.reshape(1, n, H, W)
+    A = walk.local_transition(codes, torch.roll(codes, shifts=1, dims=3), R, tau=0.01)
+    prior = walk.with_step_prior(A, 0.05)
+    assert torch.allclose(prior.values.sum(-1), torch.ones(1, n))
+    centre = (2 * R + 1) ** 2 // 2                       # the window's own node
+    assert (prior.values[..., centre] > 0.99).all()
+    assert (prior.values[:, ~A.valid] == 0).all()
+
+
 def test_rows_sum_to_one_and_masked_neighbours_are_exactly_zero():
     H, W, R = 7, 10, 3
     q0, q1 = embeddings(2, 32, H, W, 5, torch.float32), embeddings(2, 32, H, W, 6, torch.float32)
