@@ -38,9 +38,15 @@ from ram_tracker.walk import NodeGrid, Transition
 OCCLUSION_MODELS = ('walker', 'none', 'static', 'constant_velocity')
 
 
+# The fields of TrackerConfig that give Algorithm 1's walk as published (the paper's RAM row).
+PAPER_WALK = {'occlusion_model': 'walker', 'walker_step_sigma': 0.0, 'walker_keeps_offset': False}
+
+
 @dataclass
 class TrackerConfig:
-    """Thresholds of Algorithm 1; defaults are the paper's KITTI/PD values."""
+    """Thresholds of Algorithm 1; defaults are the paper's KITTI/PD values, except two settings
+    beyond the paper chosen on World 2 val (walker_step_sigma, walker_keeps_offset; PAPER_WALK
+    undoes them)."""
     det_threshold: float = 0.4          # detections used for association
     new_track_threshold: float = 0.5    # detections that may start a track
     max_age: int = 16                   # missed frames before an occluded track ends (LA-CATER: 300)
@@ -52,7 +58,7 @@ class TrackerConfig:
     # moved from its start node) instead of at the peak node itself. Same walk, same argmax; it
     # only keeps the sub-node part of the last observation (nodes are 4-8 px apart), so a walker
     # that stays put gives exactly the last seen box. False: Algorithm 1 as published.
-    walker_keeps_offset: bool = False
+    walker_keeps_offset: bool = True
     # Paper Appendix C (Algorithms 2-3), the LA-CATER box refinement (not part of Algorithm 1;
     # the paper's Table 1 RAM numbers include it), as the authors' post-processing script does it
     # (src/lib/utils/post_process_lacter.py). Only the reported box of a hidden walker track
@@ -76,8 +82,9 @@ class TrackerConfig:
     # exp(-d^2 / (2 sigma^2)), d the step's length). Where the embeddings of a hidden object's
     # surroundings look alike, the paper's walker spreads and its peak jitters by a node or more;
     # with the prior it stays, and a clearly better match farther away still draws it. Only the
-    # tracker's walk changes (training never sees it). 0: Algorithm 1 as published.
-    walker_step_sigma: float = 0.0
+    # tracker's walk changes (training never sees it). 0: Algorithm 1 as published. The default
+    # and walker_keeps_offset were chosen on World 2 val (15 sequences; models/world2_ram.md).
+    walker_step_sigma: float = 0.005
 
     def __post_init__(self):
         if self.occlusion_model not in OCCLUSION_MODELS:

@@ -3,13 +3,18 @@ import numpy as np
 import pytest
 import torch
 
-from ram_tracker.tracker import Detections, Tracker, TrackerConfig, walker_peaks
+from ram_tracker.tracker import PAPER_WALK, Detections, Tracker, TrackerConfig, walker_peaks
 from ram_tracker.walk import NodeGrid, local_transition
 
 # A 6 x 10 node grid, one node every 8 px (image 80 x 48 px... use a larger image so the
 # 5% border band is thin): nodes at x = 0, 8, ..., 72; y = 0, 8, ..., 40.
 GRID = NodeGrid(height=6, width=10, stride=8.0)
 IMAGE = (80, 48)
+
+
+def paper(**fields) -> TrackerConfig:
+    """Algorithm 1 as published (the node's default walk adds a step prior and the offset)."""
+    return TrackerConfig(**{**PAPER_WALK, **fields})
 
 
 def dets(*rows):
@@ -40,7 +45,7 @@ def uniform_transition(radius: int = 2):
 
 
 def test_greedy_association_uses_tracking_offset_and_class_gate():
-    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker = Tracker(paper(), IMAGE)
     first = tracker.update(dets((20, 20, 10, 10, 0.9, 0, 0, 0), (40, 20, 10, 10, 0.8, 0, 0, 0)))
     assert [t.track_id for t in first] == [1, 2]
     # Both objects move 6 px right; the tracking offsets (-6, 0) point back to where they were.
@@ -59,7 +64,7 @@ def test_greedy_association_uses_tracking_offset_and_class_gate():
 
 
 def test_distance_gate_is_the_box_area():
-    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker = Tracker(paper(), IMAGE)
     tracker.update(dets((20, 20, 4, 4, 0.9, 0, 0, 0)))
     # squared distance 25 > area 16: not the same object, a new track starts.
     out = tracker.update(dets((25, 20, 4, 4, 0.9, 0, 0, 0)))
@@ -67,7 +72,7 @@ def test_distance_gate_is_the_box_area():
 
 
 def test_thresholds_for_association_and_new_tracks():
-    tracker = Tracker(TrackerConfig(det_threshold=0.4, new_track_threshold=0.5), IMAGE)
+    tracker = Tracker(paper(det_threshold=0.4, new_track_threshold=0.5), IMAGE)
     assert tracker.update(dets((20, 20, 10, 10, 0.45, 0, 0, 0))) == []  # too weak to start
     tracker.update(dets((20, 20, 10, 10, 0.9, 0, 0, 0)))
     out = tracker.update(dets((21, 20, 10, 10, 0.45, 0, 0, 0)))         # strong enough to match
@@ -76,7 +81,7 @@ def test_thresholds_for_association_and_new_tracks():
 
 
 def test_walker_follows_hidden_object_and_rematches_same_id():
-    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker = Tracker(paper(), IMAGE)
     tracker.update(dets((16, 24, 10, 12, 0.9, 0, 0, 0)))   # node (col 2, row 3)
     A = shift_transition(+1)
     for step in range(1, 4):                               # hidden for 3 frames
@@ -104,7 +109,7 @@ def test_the_transition_is_asked_for_only_when_a_track_walks():
         asked.append(1)
         return shift_transition(1)
 
-    tracker = Tracker(TrackerConfig(), IMAGE)
+    tracker = Tracker(paper(), IMAGE)
     seen = dets((20, 20, 10, 10, 0.9, 0, 0, 0), (52, 28, 10, 10, 0.8, 0, 0, 0))
     for _ in range(3):
         tracks = tracker.update(seen, transition, GRID)
@@ -121,7 +126,7 @@ def test_walker_keeps_offset_moves_the_last_seen_box_by_the_walk():
     A = shift_transition(+1)
     centres = {}
     for keep in (False, True):
-        tracker = Tracker(TrackerConfig(walker_keeps_offset=keep), IMAGE)
+        tracker = Tracker(paper(walker_keeps_offset=keep), IMAGE)
         tracker.update(dets((17.5, 23.0, 10, 12, 0.9, 0, 0, 0)))   # nearest node: col 2, row 3
         still = tracker.update(dets(), transition=uniform_transition(radius=0), grid=GRID)[0]
         centres[keep] = [still.center.copy()]
@@ -152,7 +157,7 @@ def test_walker_step_sigma_keeps_a_hidden_object_where_nothing_tells_the_nodes_a
     on the start node, and a clearly better match a node away still draws it along."""
     moved = {}
     for sigma in (0.0, 8.0 / 80):                      # one node (8 px) of the 80-px image
-        tracker = Tracker(TrackerConfig(walker_step_sigma=sigma, walker_min_confidence=0.01), IMAGE)
+        tracker = Tracker(paper(walker_step_sigma=sigma, walker_min_confidence=0.01), IMAGE)
         tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))      # node (row 3, col 5)
         start = tracker.tracks[0].center.copy()
         (track,) = tracker.update(dets(), transition=lure_transition(1, 3), grid=GRID)
@@ -169,7 +174,7 @@ def test_walker_step_sigma_keeps_a_hidden_object_where_nothing_tells_the_nodes_a
 
 
 def test_rematch_needs_same_class_and_radius():
-    config = TrackerConfig(rematch_radius=5.0 / 80)        # 5 px at this image width
+    config = paper(rematch_radius=5.0 / 80)        # 5 px at this image width
     tracker = Tracker(config, IMAGE)
     tracker.update(dets((16, 24, 4, 4, 0.9, 0, 0, 0)))
     A = shift_transition(+1)
@@ -183,7 +188,7 @@ def test_rematch_needs_same_class_and_radius():
 
 
 def test_low_confidence_walker_ends_track():
-    tracker = Tracker(TrackerConfig(walker_min_confidence=0.05), IMAGE)
+    tracker = Tracker(paper(walker_min_confidence=0.05), IMAGE)
     tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))
     A = uniform_transition(radius=2)                       # 25 neighbours: 0.04 each
     (track,) = tracker.update(dets(), transition=A, grid=GRID)
@@ -192,7 +197,7 @@ def test_low_confidence_walker_ends_track():
 
 
 def test_walker_leaving_the_view_ends_track():
-    tracker = Tracker(TrackerConfig(border_margin=0.05), IMAGE)  # band: x < 4 or x > 76
+    tracker = Tracker(paper(border_margin=0.05), IMAGE)  # band: x < 4 or x > 76
     tracker.update(dets((16, 24, 10, 10, 0.9, 0, 0, 0)))          # node col 2
     A = shift_transition(-1)                                      # moves left one node a frame
     (track,) = tracker.update(dets(), transition=A, grid=GRID)    # col 1, x = 10: inside
@@ -202,7 +207,7 @@ def test_walker_leaving_the_view_ends_track():
 
 
 def test_max_age_ends_occluded_track():
-    tracker = Tracker(TrackerConfig(max_age=3, occlusion_model='static'), IMAGE)
+    tracker = Tracker(paper(max_age=3, occlusion_model='static'), IMAGE)
     tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0)))
     states = [tracker.update(dets())[0].state for _ in range(3)]
     assert states == ['occluded', 'occluded', 'lost']
@@ -214,7 +219,7 @@ def test_max_age_ends_occluded_track():
     ('constant_velocity', 'occluded', [43, 24]),
 ])
 def test_baseline_occlusion_models(model, expected_state, expected_center):
-    tracker = Tracker(TrackerConfig(occlusion_model=model), IMAGE)
+    tracker = Tracker(paper(occlusion_model=model), IMAGE)
     tracker.update(dets((37, 24, 10, 10, 0.9, 0, 0, 0)))
     tracker.update(dets((40, 24, 10, 10, 0.9, 0, -3, 0)))
     (track,) = tracker.update(dets())
@@ -246,7 +251,7 @@ def test_unbounded_stream_keeps_state_bounded():
     bounded by max_age (no growth with stream length). The bound is reached within ~50 frames
     (max_age 16), so 1,000 frames are 20 times that horizon."""
     rng = np.random.default_rng(0)
-    tracker = Tracker(TrackerConfig(max_age=16), IMAGE)
+    tracker = Tracker(paper(max_age=16), IMAGE)
     A = shift_transition(0)
     sizes = []
     for frame in range(1_000):
@@ -265,7 +270,7 @@ def test_hidden_score_keeps_the_last_detection_or_decays():
     can outrank a fresh detection under 'highest score wins'); hidden_score_decay < 1 makes it
     fade with every hidden frame."""
     for decay, expected in ((1.0, [0.9, 0.9, 0.9]), (0.5, [0.45, 0.225, 0.1125])):
-        tracker = Tracker(TrackerConfig(hidden_score_decay=decay), IMAGE)
+        tracker = Tracker(paper(hidden_score_decay=decay), IMAGE)
         tracker.update(dets((16, 24, 10, 12, 0.9, 0, 0, 0)))
         scores = [tracker.update(dets(), transition=shift_transition(0), grid=GRID)[0].score for _ in range(3)]
         np.testing.assert_allclose(scores, expected)
@@ -283,7 +288,7 @@ def test_appendix_c_refinement_static_then_carried():
     the option the box is at the walker's peak."""
     out = {}
     for refine in (False, True):
-        tracker = Tracker(TrackerConfig(refine_hidden_boxes=refine), IMAGE)
+        tracker = Tracker(paper(refine_hidden_boxes=refine), IMAGE)
         # target (class 0) at (17, 27), static; a cone (class 1) 30x24 next to it
         tracker.update(dets((17, 27, 6, 6, 0.9, 0, 0, 0), (30, 20, 30, 24, 0.9, 1, 0, 0)))
         # still there, with a noisy tracking offset: static is judged by the reported centres
@@ -309,7 +314,7 @@ def test_appendix_c_refinement_static_then_carried():
     for (_, raw_centre), (_, ref_centre) in zip(out[False], out[True]):
         np.testing.assert_allclose(ref_centre, raw_centre)                 # the walk is the same
     # a track that was moving when it disappeared keeps the naive box (walker peak, last size)
-    tracker = Tracker(TrackerConfig(refine_hidden_boxes=True), IMAGE)
+    tracker = Tracker(paper(refine_hidden_boxes=True), IMAGE)
     for x in (13, 17, 21):                                                  # moving 4 px/frame
         tracker.update(dets((x, 27, 6, 6, 0.9, 0, -4, 0)))
     (moving,) = tracker.update(dets(), transition=shift_transition(0), grid=GRID)

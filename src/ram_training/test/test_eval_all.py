@@ -29,7 +29,7 @@ except ImportError:
 TINY = dict(backbone_width=8, neck_channels=16, memory_channels=16, head_channels=16,
             embed_channels=16)
 WORLD1_METHODS = {*OCCLUSION_MODELS, 'no_walk_loss'}
-WORLD2_METHODS = {'ram', 'last_seen', 'constant_velocity', 'no_permanence', 'sort', 'bytetrack',
+WORLD2_METHODS = {'ram', 'ram_paper_walk', 'last_seen', 'constant_velocity', 'no_permanence', 'sort', 'bytetrack',
                   'ocsort'} | ({'ram_ros_node'} if HAVE_ROS else set())
 
 

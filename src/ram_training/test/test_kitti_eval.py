@@ -200,6 +200,25 @@ def test_offline_resumes_per_sequence_and_reruns_on_new_parameters(world2, model
     assert not list(out.rglob('*.tmp*')) and not list(out.rglob('.*partial*'))
 
 
+def test_walker_paper_walks_as_published_whatever_the_nodes_walk_settings(world2, model_path, tmp_path):
+    """'walker_paper' (results row ram_paper_walk) is Algorithm 1's walk beside the node's own
+    walk: its tracks are those of 'walker' run with the paper's settings (no step prior, the
+    peak node's box), while the node's default walk tracks differently on the same frames."""
+    common = dict(path='offline', sequences=['0001'], methods=('walker', 'walker_paper'),
+                  max_frames=20, log=lambda *_: None)
+    paper_settings = {'walker_step_sigma': 0.0, 'walker_keeps_offset': False}
+    kitti_eval.evaluate_dataset(world2, model_path, tmp_path / 'node', params_overrides=PARAMS,
+                                **common)
+    kitti_eval.evaluate_dataset(world2, model_path, tmp_path / 'paper',
+                                params_overrides={**PARAMS, **paper_settings}, **common)
+
+    def tracks(run, method):
+        return (tmp_path / run / 'results' / method / '0001.txt').read_text()
+
+    assert tracks('node', 'walker_paper') == tracks('paper', 'walker') == tracks('paper', 'walker_paper')
+    assert tracks('node', 'walker') != tracks('paper', 'walker')      # the settings matter here
+
+
 def test_peer_trackers_are_scored_on_the_same_detections(world2, model_path, tmp_path, capsys):
     """`ram-eval --peers`: SORT, ByteTrack and OC-SORT run on the model's detections beside the
     occlusion models, each with its results, scores and row in the printed table."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ram_tracker.tracker import Detections, Tracker, TrackerConfig
+from ram_tracker.tracker import PAPER_WALK, Detections, Tracker, TrackerConfig
 from ram_tracker.walk import NodeGrid, WalkSettings, local_transition
 from ram_training.occlusion_metric import occluded_localisation
 
@@ -39,7 +39,9 @@ def test_metric_and_tracker_locate_the_hidden_object_identically(shifts):
     errors = occluded_localisation(embed, clip, GRID, WalkSettings(radius=3 / GRID.height, tau=0.01),
                                    buckets=tuple(range(1, T)))
 
-    tracker = Tracker(TrackerConfig(max_age=300, walker_min_confidence=0.0, border_margin=0.0), (W, H))
+    # the metric walks as published by default (step_sigma 0): so does this tracker
+    tracker = Tracker(TrackerConfig(**PAPER_WALK, max_age=300, walker_min_confidence=0.0, border_margin=0.0),
+                      (W, H))
     tracker.update(Detections(centers=start[None], sizes=np.array([[10.0, 12.0]]), scores=np.array([0.9]),
                               classes=np.array([0]), tracking=np.zeros((1, 2)), visibility=np.ones(1)))
     for t in range(1, T):

@@ -53,12 +53,19 @@ import numpy as np
 import yaml
 
 from ram_tracker.checkpoint import file_sha256  # noqa: F401 (also imported from here by run_all)
+from ram_tracker.tracker import PAPER_WALK
 from ram_training.data import kitti, rosbag_io
 from ram_training.data.atomic import atomic_write_text
 from ram_training.provenance import git_state
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
-METHODS = ('walker', 'static', 'constant_velocity', 'none')
+METHODS = ('walker', 'static', 'constant_velocity', 'none', 'walker_paper')
+# What each method changes in the node's tracker settings: an occlusion model, or
+# 'walker_paper', the walk of Algorithm 1 as published (the node's default walk has two
+# settings beyond the paper: TrackerConfig).
+METHOD_FIELDS = {'walker': {'occlusion_model': 'walker'}, 'static': {'occlusion_model': 'static'},
+                 'constant_velocity': {'occlusion_model': 'constant_velocity'},
+                 'none': {'occlusion_model': 'none'}, 'walker_paper': PAPER_WALK}
 PATHS = ('ros', 'offline', 'both')
 CLASSES = ('car', 'pedestrian')
 HEADLINE = ('HOTA', 'DetA', 'AssA', 'MOTA', 'IDF1')
@@ -429,7 +436,7 @@ def run_offline_sequence(seq: str, bag: Path, sequence: kitti.KittiSequence, num
     from ram_training.evaluation.peers import scale_detections
     run_methods = list(dict.fromkeys([*methods, node_method]))
     trackers = OnePassTrackers(pipeline.stream, pipeline.tracker_config,
-                               {m: m for m in run_methods})
+                               {m: METHOD_FIELDS[m] for m in run_methods})
     trackers.reset()
     stream = pipeline.stream
     frames = {m: [] for m in run_methods}

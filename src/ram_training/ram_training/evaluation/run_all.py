@@ -23,8 +23,9 @@ Stages (each prints its wall time; all numbers land in <out>/results.json):
    target and method. Cached in <out>/world1/results.json (reused when models, videos and
    protocol are the same).
 3. World 2 (evaluation/kitti_eval.evaluate_dataset into <out>/world2/, resumable per sequence):
-   the live tracker_node (ROS path; `--skip-ros` leaves it out) and offline: ram (walker),
-   last_seen, constant_velocity, no_permanence and the peer trackers sort / bytetrack / ocsort
+   the live tracker_node (ROS path; `--skip-ros` leaves it out) and offline: ram (walker, the
+   node's settings), ram_paper_walk (the walk as published), last_seen, constant_velocity,
+   no_permanence and the peer trackers sort / bytetrack / ocsort
    on the same detections; HOTA / DetA / AssA / MOTA / IDF1 / Track AP per class, occluded
    localisation, ROS == offline identity; `ram_ros_node` = the node's own tracks.
    The paper's Table 3 ablations are evaluated (offline, walker) where their model files exist
@@ -72,7 +73,7 @@ FILMSTRIP_HIDDEN = (20, 60)
 WORLD1_RAM_LABEL, WORLD1_BASELINE_LABEL = 'ram_model', 'no_walk_loss'
 # evaluation/kitti_eval method names -> results.json method names (the World 1 names)
 WORLD2_NAMES = {'walker': 'ram', 'static': 'last_seen', 'constant_velocity': 'constant_velocity',
-                'none': 'no_permanence'}
+                'none': 'no_permanence', 'walker_paper': 'ram_paper_walk'}
 ROS_NAME = 'ram_ros_node'
 # The paper's Table 3 (PD validation, Track AP): rows other than the full model, with the
 # ram-train overrides that give each from the World 2 recipe (local 3x3, smoothing, overlap).

@@ -33,7 +33,7 @@ import torch
 
 from ram_tracker.checkpoint import load_weights, trained_input_size
 from ram_tracker.pipeline import FrameResult, StreamingModel
-from ram_tracker.tracker import TrackerConfig
+from ram_tracker.tracker import PAPER_WALK, TrackerConfig
 from ram_training.data import world_lacater
 from ram_training.data.atomic import atomic_write_text
 from ram_training.data.clips import world1_videos
@@ -46,7 +46,6 @@ STATES = world_lacater.STATE_NAMES
 # observation's sub-node offset (walker_keeps_offset). 'ram_paper_walk' is the walk as published.
 LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005, walker_step_sigma=0.0177,
                                 walker_keeps_offset=True)
-PAPER_WALK = {'occlusion_model': 'walker', 'walker_step_sigma': 0.0, 'walker_keeps_offset': False}
 # Not an occlusion model of the tracker: the heuristic runs on a CenterTrack tracker ('none').
 NEAREST_OCCLUDER = 'nearest_occluder'
 # 'ram_refined': the same walker with the paper's Appendix C box refinement (the paper's Table 1
