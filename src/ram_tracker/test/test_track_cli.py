@@ -36,6 +36,10 @@ def street_frames():
     return [world_street.render_frame(sequence, t).image for t in range(VIDEO_FRAMES)]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ram_track(*args, env=None, **popen):
     """The installed console script (setup.py's entry point), one torch thread, eager torch (no
     ONNX export on a fresh machine)."""
@@ -129,7 +133,9 @@ def test_ctrl_c_keeps_the_frames_done_and_a_bad_image_is_skipped(street_frames, 
             cv2.imwrite(str(path), cv2.cvtColor(street_frames[index % VIDEO_FRAMES],
                                                 cv2.COLOR_RGB2BGR))
     out = tmp_path / 'out'
-    proc = _ram_track(folder, '--out', out)
+    # Ctrl-C reaches a foreground process; one started from a background job (`make test &`)
+    # inherits SIGINT ignored, so give the child the default disposition a terminal gives it.
+    proc = _ram_track(folder, '--out', out, preexec_fn=_default_sigint)
     try:
         # The outputs appear only at the end; the line about the bad image says frames
         # 0..CORRUPT_FRAME are done and the run is in the middle of the folder.

@@ -359,7 +359,10 @@ def test_killed_ram_eval_takes_its_tracker_node_with_it(long_world2, tiny_models
                                 '--data', str(long_world2), '--model', str(tiny_models['world2_ram']),
                                 '--out', str(out), '--path', 'ros',
                                 '-p', 'backend=torch', '-p', 'num_threads=1'],
-                               env=isolated_ros_env(), stdout=cli_log, stderr=subprocess.STDOUT)
+                               env=isolated_ros_env(), stdout=cli_log, stderr=subprocess.STDOUT,
+                               # as from a terminal: a background job (`make test &`) would
+                               # hand SIGINT down ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     nodes: list[int] = []
     try:
         deadline = time.monotonic() + 180
