@@ -2,10 +2,36 @@
 in their checkpoints and weights, evaluations in their results)."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import subprocess
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
+# What computes a result: every source and data file of both packages (the model, the walk,
+# the tracker, the node's schema, the datasets, the metrics).
+CODE_SUFFIXES = ('.py', '.json')
+
+
+def code_digest(roots: tuple[Path, ...] | None = None) -> str:
+    """sha256 over the relative path and bytes of every CODE_SUFFIXES file under `roots` (default:
+    the installed ram_tracker and ram_training packages). Caches of results key on it: a change
+    to the code that computes them is never answered with the old code's numbers."""
+    if roots is None:
+        return _installed_code_digest()
+    h = hashlib.sha256()
+    for root in roots:
+        for path in sorted(p for p in root.rglob('*') if p.suffix in CODE_SUFFIXES and p.is_file()):
+            h.update(f'{root.name}/{path.relative_to(root).as_posix()}'.encode() + b'\0')
+            h.update(path.read_bytes() + b'\0')
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_code_digest() -> str:
+    """The code this process runs (read once: it is the code loaded at start)."""
+    import ram_tracker
+    return code_digest((Path(ram_tracker.__file__).resolve().parent, PACKAGE))
 
 
 def git_state(root: Path = PACKAGE) -> dict:

@@ -17,6 +17,7 @@ from ram_tracker import parameters  # noqa: E402
 from ram_tracker.checkpoint import save_weights  # noqa: E402
 from ram_tracker.model import ModelConfig, build_model  # noqa: E402
 from ram_tracker.pipeline import TrackingPipeline, TrackOutput  # noqa: E402
+from ram_training import provenance  # noqa: E402
 from ram_training.data import rosbag_io  # noqa: E402
 from ram_training.data import world_street as w2  # noqa: E402
 from ram_training.evaluation import kitti_eval  # noqa: E402
@@ -198,6 +199,22 @@ def test_offline_resumes_per_sequence_and_reruns_on_new_parameters(world2, model
     assert not any('skipped' in line for line in logs)
     assert third['params']['detection_threshold'] == 0.45
     assert not list(out.rglob('*.tmp*')) and not list(out.rglob('.*partial*'))
+
+
+def test_offline_runs_again_when_the_code_changed(world2, model_path, tmp_path, monkeypatch):
+    """The same model, parameters and frames but other code (provenance.code_digest, e.g. a fix
+    in the walk): the old numbers are not reused."""
+    out = tmp_path / 'eval'
+    common = dict(path='offline', params_overrides=PARAMS, max_frames=6, sequences=['0000'],
+                  methods=('walker',))
+    kitti_eval.evaluate_dataset(world2, model_path, out, log=lambda *_: None, **common)
+    logs = []
+    kitti_eval.evaluate_dataset(world2, model_path, out, log=logs.append, **common)
+    assert any('done before, skipped' in line for line in logs)
+    monkeypatch.setattr(provenance, 'code_digest', lambda: '0' * 64)
+    logs.clear()
+    kitti_eval.evaluate_dataset(world2, model_path, out, log=logs.append, **common)
+    assert not any('skipped' in line for line in logs)
 
 
 def test_walker_paper_walks_as_published_whatever_the_nodes_walk_settings(world2, model_path, tmp_path):

@@ -19,8 +19,9 @@ For every sequence of a KITTI-format dataset (real KITTI, or World 2 with its hi
    World 2's hidden objects give the occluded-localisation errors.
 
 Resumable: a sequence whose record (`ros/<seq>/done.json`, `offline/<seq>/done.json`) carries
-the same fingerprint (model sha256, parameters, frames, methods) is not run again; every file is
-written atomically, so a killed run keeps every sequence it finished.
+the same fingerprint (model sha256, parameters, frames, methods, the code: provenance.code_digest)
+is not run again; every file is written atomically, so a killed run keeps every sequence it
+finished.
 
     ram-eval --data data/world2_640 --model models/m.safetensors --out eval/world2 \
         [--sequences 0000 0001] [--path ros|offline|both] [--params config/tracker.yaml] \
@@ -56,6 +57,7 @@ from ram_tracker.checkpoint import file_sha256  # noqa: F401 (also imported from
 from ram_tracker.tracker import PAPER_WALK
 from ram_training.data import kitti, rosbag_io
 from ram_training.data.atomic import atomic_write_text
+from ram_training import provenance
 from ram_training.provenance import git_state
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
@@ -515,7 +517,8 @@ def _fingerprint(model_info: dict, params: dict, bag_record: dict, **extra) -> d
             # allow_untrained only follows model_path: results of runs before it existed stay valid
             'params': {k: v for k, v in params.items()
                        if k not in ('model_path', 'allow_untrained')},
-            'bag': bag_record['key'], 'max_out_age': MAX_OUT_AGE, **extra}
+            'bag': bag_record['key'], 'max_out_age': MAX_OUT_AGE,
+            'code': provenance.code_digest(), **extra}
 
 
 @dataclass

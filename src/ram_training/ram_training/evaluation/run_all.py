@@ -20,8 +20,8 @@ Stages (each prints its wall time; all numbers land in <out>/results.json):
    model's occlusion handlers, all from one model pass (ram = walker, last_seen,
    constant_velocity, no_permanence = CenterTrack, nearest_occluder = the heuristic), and the
    no-walk-loss model's walker (no_walk_loss); one `occlusion_errors` record per occlusion of the
-   target and method. Cached in <out>/world1/results.json (reused when models, videos and
-   protocol are the same).
+   target and method. Cached in <out>/world1/results.json (reused when models, videos,
+   protocol and the code of both packages, provenance.code_digest, are the same).
 3. World 2 (evaluation/kitti_eval.evaluate_dataset into <out>/world2/, resumable per sequence):
    the live tracker_node (ROS path; `--skip-ros` leaves it out) and offline: ram (walker, the
    node's settings), ram_paper_walk (the walk as published), last_seen, constant_velocity,
@@ -52,6 +52,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from ram_training import provenance
 from ram_training.data.atomic import atomic_write_bytes, atomic_write_text
 from ram_training.evaluation.kitti_eval import file_sha256
 
@@ -292,7 +293,8 @@ def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path
         'world1_json': hashlib.sha256((Path(data_root) / 'world1.json').read_bytes()).hexdigest(),
         'tracker': _plain(asdict(world1.LACATER_TRACKER)),
         'methods': sorted(world1.OCCLUSION_MODELS), 'records': 1,
-        'selection': ['score', 'fresh_first'], 'protocol': world1.PROTOCOL_VERSION}
+        'selection': ['score', 'fresh_first'], 'protocol': world1.PROTOCOL_VERSION,
+        'code': provenance.code_digest()}
     cache = out / 'world1' / 'results.json'
     cached = _json(cache)
     if cached and cached.get('fingerprint') == fingerprint:
