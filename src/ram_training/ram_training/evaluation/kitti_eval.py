@@ -62,12 +62,10 @@ from ram_training.provenance import git_state
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
 METHODS = ('walker', 'static', 'constant_velocity', 'none', 'walker_paper')
-# What each method changes in the node's tracker settings: an occlusion model, or
-# 'walker_paper', the walk of Algorithm 1 as published (the node's default walk has two
-# settings beyond the paper: TrackerConfig).
-METHOD_FIELDS = {'walker': {'occlusion_model': 'walker'}, 'static': {'occlusion_model': 'static'},
-                 'constant_velocity': {'occlusion_model': 'constant_velocity'},
-                 'none': {'occlusion_model': 'none'}, 'walker_paper': PAPER_WALK}
+# Methods that are not an occlusion model of their own name: the TrackerConfig fields they set
+# over the node's ('walker_paper': Algorithm 1's walk as published; the node's default walk has
+# two settings beyond the paper).
+METHOD_VARIANTS = {'walker_paper': PAPER_WALK}
 PATHS = ('ros', 'offline', 'both')
 CLASSES = ('car', 'pedestrian')
 HEADLINE = ('HOTA', 'DetA', 'AssA', 'MOTA', 'IDF1')
@@ -438,7 +436,7 @@ def run_offline_sequence(seq: str, bag: Path, sequence: kitti.KittiSequence, num
     from ram_training.evaluation.peers import scale_detections
     run_methods = list(dict.fromkeys([*methods, node_method]))
     trackers = OnePassTrackers(pipeline.stream, pipeline.tracker_config,
-                               {m: METHOD_FIELDS[m] for m in run_methods})
+                               {m: METHOD_VARIANTS.get(m, m) for m in run_methods})
     trackers.reset()
     stream = pipeline.stream
     frames = {m: [] for m in run_methods}
