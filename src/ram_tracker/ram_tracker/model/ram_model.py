@@ -105,7 +105,7 @@ class RAMModel(nn.Module):
                                          memory.shape[1] - self.cfg.memory_channels], 1)
         return detector, F.pixel_unshuffle(walker, self.cfg.pool_stride)
 
-    def memory_channels(self) -> int:
+    def state_channels(self) -> int:
         """Channels of the memory state: the detector's (+ the packed walk memory's)."""
         return self.cfg.memory_channels + self.cfg.walk_memory_channels // self.cfg.pool_stride ** 2
 
@@ -143,7 +143,7 @@ class RAMModel(nn.Module):
             s = self.cfg.pool_stride
             assert (grid.height * s, grid.width * s) == (h, w), \
                 f"input {image_w}x{image_h}: the walk memory needs a node grid of exactly 1/{s} the feature map"
-        memory = torch.zeros(batch, self.memory_channels(), h, w, device=device, dtype=dtype)
+        memory = torch.zeros(batch, self.state_channels(), h, w, device=device, dtype=dtype)
         prev_embed = torch.zeros(batch, self.cfg.embed_channels, grid.height, grid.width, device=device, dtype=dtype)
         return memory, prev_embed
 
