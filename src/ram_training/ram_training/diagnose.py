@@ -37,7 +37,7 @@ def term_weights(cfg) -> dict:
     l = cfg.loss
     return {"hm": l.hm_weight, "wh": l.wh_weight, "reg": l.reg_weight, "tracking": l.tracking_weight,
             "visibility": l.visibility_weight, "ram": l.ram_weight,
-            "overlap": l.overlap_weight if l.overlap else 0.0}
+            "overlap": l.overlap_weight if l.overlap else 0.0, "path": l.hidden_path_weight}
 
 
 def forward_keeping_memory(model, images):
@@ -82,7 +82,7 @@ def gradient_balance(model, loader, cfg, batches: int) -> None:
             print(f"{b:>5} {term:>10} {float((w * losses[term]).detach()):>10.4f} {float(g['memory'].norm()):>11.3e} "
                   f"{float(g['gru'].norm()):>10.3e} {float(g['backbone'].norm()):>12.3e}")
         detection = sum(weights[k] * losses[k] for k in DETECTION_TERMS)
-        walk_part = weights["ram"] * losses["ram"] + weights["overlap"] * losses["overlap"]
+        walk_part = sum(weights[k] * losses[k] for k in ("ram", "overlap", "path"))
         gd, gw = gradient_norms(detection, places), gradient_norms(walk_part, places)
         row = {}
         for place in places:

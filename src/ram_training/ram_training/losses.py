@@ -21,6 +21,13 @@ gradient, which then dwarfs the detection gradient at the memory (docs/TRAINING.
 L_over (eq. 7): walker mass of occluded, previously seen objects on radius-1 gaussians around the
 nodes of the other, visible objects; a mean per frame, summed over frames and divided by T.
 No label of an invisible object is used by L_RAM or L_over.
+
+L_path (not in the paper; hidden_path_weight, 0 = the paper's objective): on every hidden frame
+between two visible frames of the clip, the walker's mass within hidden_path_radius nodes of the
+straight line between the two visible centres, scored like L_RAM (focal cross entropy), a mean
+per frame, summed over frames and divided by T. The paper's walk loss scores only where a walk
+ends, so a walker may wander anywhere while the object is hidden and still be rewarded; this
+term asks it to stay on the plausible path. Its labels are the same visible ends L_RAM uses.
 """
 from __future__ import annotations
 
@@ -56,6 +63,8 @@ class LossConfig:
     walk_gamma: float = 2.0          # focal exponent of the walk cross entropy
     occlusion_weight: float = 20.0   # per-term weight 20 * (just-ended occlusion length) + 1
     walk_normalisation: str = "frame"  # frame: authors' trainer (weights normalised per frame, / T); global: ablation
+    hidden_path_weight: float = 0.0  # L_path (not in the paper): walker mass on the line between the visible ends
+    hidden_path_radius: int = 1      # nodes (Chebyshev) around the line's node that count as on it
     # label hygiene
     vis_no_label: float = 0.05
     vis_ignore: float = 0.15
@@ -127,21 +136,32 @@ def smoothing_mask(node: torch.Tensor, radius: torch.Tensor, grid: walk.NodeGrid
     return (1 - g) ** 4
 
 
+def near_nodes(node: torch.Tensor, radius: int, grid: walk.NodeGrid) -> torch.Tensor:
+    """(B, M) node indices -> (B, M, N) float mask of the nodes within `radius` (Chebyshev)."""
+    x, y = node % grid.width, node // grid.width
+    xs = torch.arange(grid.width, device=node.device)
+    ys = torch.arange(grid.height, device=node.device)
+    near_x = (xs.view(1, 1, 1, -1) - x[..., None, None]).abs() <= radius
+    near_y = (ys.view(1, 1, -1, 1) - y[..., None, None]).abs() <= radius
+    return (near_x & near_y).flatten(-2).float()
+
+
 def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossConfig,
                grid: walk.NodeGrid, walk_settings: walk.WalkSettings) -> Dict[str, torch.Tensor]:
     """Walk losses from node embeddings embed (B, T, D, gh, gw), walking as the model walks
-    (walk_settings = ModelConfig.walk). Returns {"ram", "overlap"}."""
+    (walk_settings = ModelConfig.walk). Returns {"ram", "overlap", "path"}."""
     B, T = embed.shape[:2]
     N = grid.num_nodes
     zero = embed.sum() * 0.0                                              # keeps the graph when empty
     # only walk objects that take part somewhere in the batch
     keep = targets["walk_valid"].any(0)
     if not bool(keep.any()) or T < 2:
-        return {"ram": zero, "overlap": zero}
+        return {"ram": zero, "overlap": zero, "path": zero}
     pick = lambda x: x[:, :, keep] if x.dim() >= 3 else x[:, keep]        # noqa: E731
     node, radius = pick(targets["node"]), pick(targets["node_radius"])
     start, valid = targets["walk_start"][:, keep], targets["walk_valid"][:, keep]
     sup, occ, weight = pick(targets["walk_visible"]), pick(targets["walk_occluded"]), pick(targets["walk_weight"])
+    path_node, on_path = pick(targets["path_node"]), pick(targets["walk_path"])
     M = node.shape[-1]
 
     # One view per frame, taken once: indexing embed[:, t] inside the loop made the backward of
@@ -152,6 +172,7 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
     per_frame = cfg.walk_normalisation == "frame"
     ce_sum, weight_sum = zero, zero          # global form: one weighted mean over every term
     over_sum, over_count = zero, zero
+    path_sum = zero                          # L_path: per frame in both normalisations
     for t in range(T):
         if t > 0:
             A = walk_settings.transition(frames[t - 1], frames[t])
@@ -179,9 +200,17 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
             else:
                 over_sum = over_sum + (on_others * occ[:, t]).sum()
                 over_count = over_count + occ[:, t].sum()
+        if cfg.hidden_path_weight and bool(on_path[:, t].any()):
+            near = near_nodes(path_node[:, t], cfg.hidden_path_radius, grid)
+            p = (walker * near).sum(-1) / walker.sum(-1).clamp_min(1e-12)
+            p = p.clamp(1e-8, 1.0)
+            focal = -(1 - p) ** cfg.walk_gamma * torch.log(p)
+            path_sum = path_sum + (focal * on_path[:, t]).sum() / on_path[:, t].sum()
+    path = path_sum / T
     if per_frame:
-        return {"ram": ce_sum / T, "overlap": over_sum / T}
-    return {"ram": ce_sum / weight_sum.clamp_min(1e-12), "overlap": over_sum / over_count.clamp_min(1.0)}
+        return {"ram": ce_sum / T, "overlap": over_sum / T, "path": path}
+    return {"ram": ce_sum / weight_sum.clamp_min(1e-12), "overlap": over_sum / over_count.clamp_min(1.0),
+            "path": path}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,9 +235,10 @@ def compute_losses(outputs: Dict[str, torch.Tensor], targets: Dict[str, torch.Te
             losses.update(ram_losses(outputs["embed"].float(), targets, cfg, grid, walk_settings))
     else:
         zero = outputs["embed"].sum() * 0.0
-        losses.update(ram=zero, overlap=zero)
+        losses.update(ram=zero, overlap=zero, path=zero)
     overlap_weight = cfg.overlap_weight if cfg.overlap else 0.0
     losses["total"] = (cfg.hm_weight * losses["hm"] + cfg.wh_weight * losses["wh"] + cfg.reg_weight * losses["reg"]
                        + cfg.tracking_weight * losses["tracking"] + cfg.visibility_weight * losses["visibility"]
-                       + cfg.ram_weight * losses["ram"] + overlap_weight * losses["overlap"])
+                       + cfg.ram_weight * losses["ram"] + overlap_weight * losses["overlap"]
+                       + cfg.hidden_path_weight * losses["path"])
     return losses

@@ -54,7 +54,7 @@ from .provenance import git_commit
 from .train_config import ConfigError, TrainConfig, dump_yaml, from_dict, load_config
 
 CHECKPOINT_FORMAT = "ram-train-checkpoint/1"
-LOSS_TERMS = ("total", "hm", "wh", "reg", "tracking", "visibility", "ram", "overlap")
+LOSS_TERMS = ("total", "hm", "wh", "reg", "tracking", "visibility", "ram", "overlap", "path")
 VAL_TERMS = ("val_loss", "val_ram", "val_occl_walker_px", "val_occl_last_seen_px", "val_occl_gain_px",
              "val_occl_frames")
 CSV_COLUMNS = ("step", "lr") + LOSS_TERMS + ("grad_norm", "clips_per_s", "frames_per_s", "s_per_step") + VAL_TERMS

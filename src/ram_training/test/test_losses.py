@@ -107,6 +107,48 @@ def test_ram_loss_rewards_walks_that_follow_the_object():
     assert torch.allclose(g["ram"], big["ram"], atol=1e-6)
 
 
+def shifted_embeddings(shifts, D=256):
+    """Node embeddings whose walk from frame t-1 to t moves every node by shifts[t] - shifts[t-1]
+    columns (position_embeddings with any path)."""
+    eye = torch.eye(D)[: 16 * 16].reshape(16, 16, D)
+    return torch.stack([torch.roll(eye, shifts=s, dims=1).permute(2, 0, 1) for s in shifts]).unsqueeze(0)
+
+
+def test_hidden_path_term_tells_a_walker_that_stays_from_one_that_wanders_and_returns():
+    # a still object hidden for frames 2-4: the paper's loss only scores where the walk ends, so a
+    # walker that wanders 3 nodes off while the object is hidden and comes back scores as one that
+    # stays; the path term (not in the paper) tells them apart
+    hidden = box_at(30, 30, vis=0.0)
+    track = [box_at(30, 30), box_at(30, 30), hidden, hidden, hidden, box_at(30, 30)]
+    tg = build_targets(make_clip([track], T=6), 1, GRID, LossConfig(), WALK)
+    assert tg["walk_path"][0, :, 0].tolist() == [False, False, True, True, True, False]
+    assert (tg["path_node"][0, 2:5, 0] == tg["node"][0, 1, 0]).all()
+    stay, wander = shifted_embeddings([0] * 6), shifted_embeddings([0, 0, 3, 3, 3, 0])
+    paper = LossConfig(label_smoothing=False)
+    assert ram_losses(stay, tg, paper, GRID, WALK)["path"] == 0                       # off by default
+    assert torch.allclose(ram_losses(stay, tg, paper, GRID, WALK)["ram"],
+                          ram_losses(wander, tg, paper, GRID, WALK)["ram"])
+    path = LossConfig(label_smoothing=False, hidden_path_weight=1.0)
+    on_path, off_path = ram_losses(stay, tg, path, GRID, WALK)["path"], ram_losses(wander, tg, path, GRID, WALK)["path"]
+    assert on_path < 1e-3 < 1.0 < off_path
+    total = lambda emb: compute_losses(                                               # noqa: E731
+        {"embed": emb, **{k: torch.zeros(1, 6, c, 16, 16) for k, c in
+                          (("hm", 1), ("wh", 2), ("reg", 2), ("tracking", 2), ("visibility", 1))}},
+        tg, path, GRID, WALK)["total"]
+    assert total(wander) - total(stay) == pytest.approx(float(off_path - on_path), rel=1e-4)
+
+
+def test_hidden_path_follows_the_line_between_the_visible_ends():
+    # carried 2 nodes right over 4 hidden frames... the line, not the hidden boxes, is the label
+    track = [box_at(10, 30), box_at(20, 30, vis=0.0), box_at(60, 60, vis=0.0), box_at(60, 60, vis=0.0), box_at(26, 30)]
+    tg = build_targets(make_clip([track], T=5), 1, GRID, LossConfig(), WALK)
+    line = [GRID.pixel_to_node(torch.tensor([10.0 + 4 * t, 30.0])) for t in (1, 2, 3)]
+    assert tg["path_node"][0, 1:4, 0].tolist() == [int(n) for n in line]
+    # an occlusion that does not end inside the clip has no line
+    tg = build_targets(make_clip([track[:4]], T=4), 1, GRID, LossConfig(), WALK)
+    assert not tg["walk_path"].any()
+
+
 def test_overlap_penalises_walkers_on_visible_objects():
     hidden = box_at(30, 30, vis=0.0)
     occluded = [box_at(30, 30), hidden, hidden]
