@@ -139,7 +139,8 @@ def test_hidden_path_term_tells_a_walker_that_stays_from_one_that_wanders_and_re
 
 
 def test_hidden_path_follows_the_line_between_the_visible_ends():
-    # carried 2 nodes right over 4 hidden frames... the line, not the hidden boxes, is the label
+    # hidden for 3 frames, back 16 px (4 nodes) to the right: the line between the visible ends is
+    # the label; the hidden boxes (put far away here) are never read
     track = [box_at(10, 30), box_at(20, 30, vis=0.0), box_at(60, 60, vis=0.0), box_at(60, 60, vis=0.0), box_at(26, 30)]
     tg = build_targets(make_clip([track], T=5), 1, GRID, LossConfig(), WALK)
     line = [GRID.pixel_to_node(torch.tensor([10.0 + 4 * t, 30.0])) for t in (1, 2, 3)]
