@@ -58,7 +58,6 @@ from ram_tracker.tracker import PAPER_WALK
 from ram_training.data import kitti, rosbag_io
 from ram_training.data.atomic import atomic_write_text
 from ram_training import provenance
-from ram_training.provenance import git_state
 
 ROOT = Path(os.environ.get('RAM_ROS_ROOT') or Path(__file__).resolve().parents[4])
 METHODS = ('walker', 'static', 'constant_velocity', 'none', 'walker_paper')
@@ -693,7 +692,7 @@ def evaluate_dataset(data_root, model_path, out_dir, sequences: Sequence[str] | 
         methods_out = {run.node_method: scores[ROS_METHOD]}
     summary = {
         'dataset': str(run.data_root), 'split': 'training', 'sequences': run.sequences,
-        'git': git_state(), 'model': run.model_info, 'params': run.params,
+        'git': provenance.git_state(), 'model': run.model_info, 'params': run.params,
         'path': path, 'max_frames': max_frames, 'max_out_age': MAX_OUT_AGE,
         'methods': methods_out,
         'ros': None if not do_ros else {'occlusion_model': run.node_method,
