@@ -13,6 +13,9 @@ frame), and this script counting `tracks` answers and reading the node's /diagno
   fps_<res>_cpu              tracks messages per second over the measuring window
   latency_ms_p50_<res>_cpu   image received -> tracks published, median (node diagnostics)
   e2e_ms_p50_<res>_cpu       image stamped by the publisher -> tracks received here, median
+  stamp_age_ms_p50_<res>_cpu image stamped by the publisher -> the node's callback starts on it,
+                             median (node diagnostics): the image's transport and its wait in
+                             the depth-1 queue, the part of e2e before the node's latency
   frames_dropped_<res>_cpu   frames the node skipped to stay current (node diagnostics)
   (no suffix)                the torch backend
   ..._default                the node's default: backend auto, precision and everything else
@@ -139,6 +142,7 @@ def measure(label, camera, model_input, model, seconds, env, backend='torch',
     return {f'fps_{label}_cpu{suffix}': round(fps, 2),
             f'latency_ms_p50_{label}_cpu{suffix}': float(diag.get('latency_ms_p50', 'nan')),
             f'e2e_ms_p50_{label}_cpu{suffix}': round(statistics.median(e2e), 1) if e2e else None,
+            f'stamp_age_ms_p50_{label}_cpu{suffix}': float(diag.get('stamp_age_ms_p50', 'nan')),
             f'frames_dropped_{label}_cpu{suffix}': int(diag.get('frames_dropped', 0)),
             '_picked': diag.get('backend', 'unknown'),
             '_log': configured[-1] if configured else ''}
@@ -211,8 +215,8 @@ def main() -> int:
     atomic_write_text(out / 'node.json', json.dumps(results, indent=2) + '\n')
     lines = ['## Tracker node (2 CPU threads, camera publishing at 30 Hz)', '',
              '| camera | network input | backend | frames/s | node latency p50 (ms) | '
-             'stamp-to-answer p50 (ms) | frames dropped |',
-             '|---|---|---|---|---|---|---|']
+             'stamp-to-answer p50 (ms) | stamp to callback p50 (ms) | frames dropped |',
+             '|---|---|---|---|---|---|---|---|']
     for label, _, _ in CASES:
         for backend, suffix in (('torch', ''),
                                 (f'default (auto: {results["default_backend"]})', '_default'),
@@ -225,6 +229,7 @@ def main() -> int:
                          f'{results[f"fps_{label}_cpu{suffix}"]} | '
                          f'{results[f"latency_ms_p50_{label}_cpu{suffix}"]} | '
                          f'{results[f"e2e_ms_p50_{label}_cpu{suffix}"]} | '
+                         f'{results.get(f"stamp_age_ms_p50_{label}_cpu{suffix}")} | '
                          f'{results.get(f"frames_dropped_{label}_cpu{suffix}")} |')
     lines += ['', f'Model: {results["model"]}. Measured by `make bench` (benchmarks/bench_node.py).',
               'The default row is the node started with `backend: auto` (what it picked: its '

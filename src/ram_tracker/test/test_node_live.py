@@ -19,6 +19,7 @@ rclpy = pytest.importorskip('rclpy')
 import torch  # noqa: E402
 from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.duration import Duration  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
@@ -298,6 +299,35 @@ def test_frames_replaced_in_the_depth_1_queue_are_counted_as_dropped(ros_env, tm
         # replaced in the queue; warm-up sends before the first taken are nobody's drops.
         assert len(burst) + 1 <= received + dropped <= published, (published, side.diagnostics)
         assert node_proc.poll() is None
+    finally:
+        _shut_down(side.node, node_proc, node_log)
+
+
+def test_diagnostics_report_how_old_a_live_frame_is_when_the_node_takes_it(ros_env, tmp_path):
+    """stamp_age_ms_p50: header stamp -> the node's callback (transport and queue wait), over the
+    window, for frames stamped on this clock; a replayed bag's old stamps give 'n/a', not a
+    number of days."""
+    node_proc, node_log = _start_node(ros_env, tmp_path)
+    rclpy.init()
+    side = _Listener()
+    log_path = tmp_path / 'node.log'
+    try:
+        assert side.spin_until(lambda: 1000 in side.answered, node_proc, log_path, timeout=120,
+                               resend=_image(1000, 'good/old-stamp')), side.diagnostics
+        seen = side.diagnostics_count
+        assert side.spin_until(lambda: side.diagnostics_count >= seen + 2, node_proc, log_path,
+                               timeout=10)
+        assert side.diagnostics['stamp_age_ms_p50'] == 'n/a', side.diagnostics
+
+        def late_frame():
+            # stamped 300 ms before it is sent: the node must see at least that age
+            msg = _image(0, 'good/live')
+            msg.header.stamp = (side.node.get_clock().now()
+                                - Duration(seconds=0.3)).to_msg()
+            return msg
+        assert side.spin_until(lambda: side.diagnostics.get('stamp_age_ms_p50', 'n/a') != 'n/a',
+                               node_proc, log_path, timeout=30, resend=late_frame, every=0.1)
+        assert 300.0 <= float(side.diagnostics['stamp_age_ms_p50']) < 2000.0, side.diagnostics
     finally:
         _shut_down(side.node, node_proc, node_log)
 

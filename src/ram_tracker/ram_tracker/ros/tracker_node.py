@@ -62,6 +62,8 @@ from ram_tracker.visualize import draw_tracks
 IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                        reliability=ReliabilityPolicy.BEST_EFFORT,
                        durability=DurabilityPolicy.VOLATILE)
+# A stamp older than this (or in the future) is not this clock's live camera: no stamp age.
+MAX_STAMP_AGE_MS = 60_000.0
 # Publishers whose last sequence number is remembered (a restarted driver is a new publisher).
 MAX_TRACKED_PUBLISHERS = 16
 
@@ -157,7 +159,11 @@ class StreamWindow:
     bad frame warns for one window and the status recovers by itself. Monotonic seconds."""
 
     def __init__(self):
-        self.tracked: collections.deque = collections.deque()     # (time, latency ms)
+        # (time, latency ms, stamp age ms or None): latency = callback start -> tracks
+        # published; stamp age = the image's header stamp -> callback start (its transport and
+        # its wait in the queue), None where the stamp is not this clock's recent past (a
+        # replayed bag's original stamps, an unstamped image).
+        self.tracked: collections.deque = collections.deque()
         self.rejected: collections.deque = collections.deque()    # time
         self.last_frame: float | None = None
         # The first frame after activation or after a stale gap: the rate is judged only once
@@ -180,7 +186,8 @@ class StreamWindow:
         or a median latency above its threshold, rejected frames."""
         window = params['diagnostics.window_s']
         self.forget_before(now - window)
-        latencies = sorted(latency for _, latency in self.tracked)
+        latencies = sorted(latency for _, latency, _ in self.tracked)
+        ages = sorted(age for _, _, age in self.tracked if age is not None)
         rate = len(self.tracked) / window
         p50 = latencies[len(latencies) // 2] if latencies else None
         problems = []
@@ -205,6 +212,7 @@ class StreamWindow:
             'rate_hz': f'{rate:.2f}',
             'latency_ms_p50': 'n/a' if p50 is None else f'{p50:.1f}',
             'latency_ms_max': f'{latencies[-1]:.1f}' if latencies else 'n/a',
+            'stamp_age_ms_p50': f'{ages[len(ages) // 2]:.1f}' if ages else 'n/a',
         }
         return problems, values
 
@@ -491,19 +499,22 @@ class TrackerNode(LifecycleNode):
         if not self._active:
             return
         started = time.perf_counter()
+        arrived = self.get_clock().now()
         self._counters['frames_received'] += 1
         self._stream.frame_arrived(time.monotonic(), self._params['diagnostics.stale_after_s'])
         try:
             self._count_dropped(info)
             if not self._track(msg, decode):
                 return
+            age = (arrived - Time.from_msg(msg.header.stamp)).nanoseconds / 1e6
         except Exception as error:  # noqa: BLE001 - one frame must never end the node
             if not self.context.ok():
                 raise       # shut down while publishing: main() treats it as a normal stop
             self._reject(msg, error)
             return
         self._counters['frames_processed'] += 1
-        self._stream.tracked.append((time.monotonic(), (time.perf_counter() - started) * 1000.0))
+        self._stream.tracked.append((time.monotonic(), (time.perf_counter() - started) * 1000.0,
+                                     age if 0.0 <= age < MAX_STAMP_AGE_MS else None))
 
     def _reject(self, msg, error: Exception) -> None:
         """Count and log (rate-limited, one call site for all reasons) a frame we cannot track:
