@@ -39,7 +39,8 @@ OCCLUSION_MODELS = ('walker', 'none', 'static', 'constant_velocity')
 
 
 # The fields of TrackerConfig that give Algorithm 1's walk as published (the paper's RAM row).
-PAPER_WALK = {'occlusion_model': 'walker', 'walker_step_sigma': 0.0, 'walker_keeps_offset': False}
+PAPER_WALK = {'occlusion_model': 'walker', 'walker_step_sigma': 0.0, 'walker_hold_frames': 0,
+              'walker_keeps_offset': False}
 
 
 @dataclass
@@ -85,6 +86,13 @@ class TrackerConfig:
     # tracker's walk changes (training never sees it). 0: Algorithm 1 as published. The default
     # and walker_keeps_offset were chosen on World 2 val (15 sequences; models/world2_ram.md).
     walker_step_sigma: float = 0.005
+    # Not in the paper: for a hidden track's first walker_hold_frames frames its walker steps
+    # with walker_hold_sigma instead of walker_step_sigma. A hidden object's chance of having
+    # moved grows with the time it has been hidden: on World 1 val an occluded or contained
+    # target stays where it was for its first ~30 hidden frames in 99% of frames, while carried
+    # ones move later (models/world1_ram.md section 17). 0 frames: one sigma for every age.
+    walker_hold_frames: int = 0
+    walker_hold_sigma: float = 0.0
 
     def __post_init__(self):
         if self.occlusion_model not in OCCLUSION_MODELS:
@@ -99,6 +107,10 @@ class TrackerConfig:
             raise ValueError(f'hidden_score_decay must be in (0, 1], got {self.hidden_score_decay}')
         if self.walker_step_sigma < 0.0:
             raise ValueError(f'walker_step_sigma must be >= 0, got {self.walker_step_sigma}')
+        if self.walker_hold_frames < 0:
+            raise ValueError(f'walker_hold_frames must be >= 0, got {self.walker_hold_frames}')
+        if self.walker_hold_sigma < 0.0:
+            raise ValueError(f'walker_hold_sigma must be >= 0, got {self.walker_hold_sigma}')
 
 
 @dataclass
@@ -288,9 +300,16 @@ class Tracker:
                 if track.walker is None:
                     start = walk.one_hot_walker(node[None], grid.num_nodes)
                     track.walker_offset = track.center - walker_peaks(start, grid)[1][0]
-        sigma_nodes = self.config.walker_step_sigma * self.image_width / grid.stride
-        transition = walk.with_step_prior(transition, sigma_nodes, (grid.height, grid.width))
-        stepped = walk.step_walkers(walkers[None], starting[None], start_nodes[None], transition)[0]
+        # The step prior of each track's hidden age (walker_hold_frames); one penalised
+        # transition per distinct sigma, shared by the tracks that use it.
+        sigmas = [self._step_sigma(track) for track in tracks]
+        stepped = torch.empty_like(walkers)
+        for sigma in set(sigmas):
+            rows = torch.tensor([s == sigma for s in sigmas])
+            prior = walk.with_step_prior(transition, sigma * self.image_width / grid.stride,
+                                         (grid.height, grid.width))
+            stepped[rows] = walk.step_walkers(walkers[rows][None], starting[rows][None],
+                                              start_nodes[rows][None], prior)[0]
         confidences, locations = walker_peaks(stepped, grid)
         for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):
             if self.config.walker_keeps_offset:
@@ -300,6 +319,13 @@ class Tracker:
             track.velocity = location - track.center
             track.center = location
             track.box_source = 'walker'
+
+    def _step_sigma(self, track: Track) -> float:
+        """The step prior (fraction of the width) for this track's walk step now."""
+        cfg = self.config
+        if track.frames_since_seen <= cfg.walker_hold_frames:
+            return cfg.walker_hold_sigma
+        return cfg.walker_step_sigma
 
     def _refine_hidden_boxes(self) -> None:
         """Appendix C (see TrackerConfig.refine_hidden_boxes) for every hidden walker track."""

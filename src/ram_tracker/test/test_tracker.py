@@ -1,4 +1,6 @@
 """Algorithm 1 on scripted detections and hand-built transitions (no model)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -171,6 +173,45 @@ def test_walker_step_sigma_keeps_a_hidden_object_where_nothing_tells_the_nodes_a
     assert moved[8.0 / 80] < 4.0                       # within the start node's cell
     with pytest.raises(ValueError, match='walker_step_sigma'):
         TrackerConfig(walker_step_sigma=-0.1)
+
+
+def test_walker_hold_frames_keep_a_newly_hidden_object_and_let_an_older_one_move():
+    """walker_hold_frames: a track hidden for at most that many frames walks with
+    walker_hold_sigma (here: stays under the occluder's lure), an older one with
+    walker_step_sigma (here 0: the paper's walk, drawn two nodes off), in the same frame."""
+    config = paper(walker_step_sigma=0.0, walker_hold_frames=1, walker_hold_sigma=4.0 / 80,
+                   walker_min_confidence=0.01)
+    tracker = Tracker(config, IMAGE)
+    tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0), (40, 8, 10, 10, 0.8, 0, 0, 0)))
+    start = {t.track_id: t.center.copy() for t in tracker.tracks}
+    lure = lure_transition(1, 3, angle=1.0)       # the lure node: e^4.6 = 100x any other
+    tracks = tracker.update(dets((40, 8, 10, 10, 0.8, 0, 0, 0)), transition=lure, grid=GRID)
+    hidden = {t.track_id: t for t in tracks if t.state == 'occluded'}
+    assert set(hidden) == {1}
+    assert np.linalg.norm(hidden[1].center - start[1]) < 4.0      # first hidden frame: held
+    tracks = {t.track_id: t for t in tracker.update(dets(), transition=lure, grid=GRID)}
+    assert tracks[1].frames_since_seen == 2 and tracks[2].frames_since_seen == 1
+    assert np.linalg.norm(tracks[1].center - start[1]) > 16.0     # past the hold: the lure
+    assert np.linalg.norm(tracks[2].center - start[2]) < 4.0      # its first hidden frame
+    with pytest.raises(ValueError, match='walker_hold_frames'):
+        TrackerConfig(walker_hold_frames=-1)
+    with pytest.raises(ValueError, match='walker_hold_sigma'):
+        TrackerConfig(walker_hold_sigma=-0.1)
+
+
+def test_paper_walk_undoes_every_walk_setting_beyond_the_paper():
+    """PAPER_WALK over a config with a step prior, a hold and the kept offset walks exactly as
+    Algorithm 1 (the ram_paper_walk rows are reported beside tuned walkers)."""
+    tuned = TrackerConfig(walker_step_sigma=0.035, walker_hold_frames=30, walker_hold_sigma=0.005,
+                          walker_keeps_offset=True, walker_min_confidence=0.01)
+    centres = []
+    for config in (dataclasses.replace(tuned, **PAPER_WALK),
+                   paper(walker_min_confidence=0.01)):
+        tracker = Tracker(config, IMAGE)
+        tracker.update(dets((41, 23, 10, 10, 0.9, 0, 0, 0)))
+        centres.append([tracker.update(dets(), transition=lure_transition(1, 3), grid=GRID)[0]
+                        .center.copy() for _ in range(3)])
+    np.testing.assert_array_equal(centres[0], centres[1])
 
 
 def test_rematch_needs_same_class_and_radius():
