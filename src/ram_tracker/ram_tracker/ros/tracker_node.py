@@ -504,9 +504,10 @@ class TrackerNode(LifecycleNode):
         self._stream.frame_arrived(time.monotonic(), self._params['diagnostics.stale_after_s'])
         try:
             self._count_dropped(info)
-            if not self._track(msg, decode):
+            stamp = self._track(msg, decode)
+            if stamp is None:
                 return
-            age = (arrived - Time.from_msg(msg.header.stamp)).nanoseconds / 1e6
+            age = (arrived - stamp).nanoseconds / 1e6
         except Exception as error:  # noqa: BLE001 - one frame must never end the node
             if not self.context.ok():
                 raise       # shut down while publishing: main() treats it as a normal stop
@@ -529,9 +530,9 @@ class TrackerNode(LifecycleNode):
             f'[{self._counters["frames_rejected"]} rejected so far]{trace}',
             throttle_duration_sec=self._params['error_log_period_s'])
 
-    def _track(self, msg, decode) -> bool:
+    def _track(self, msg, decode) -> Time | None:
         """Track one frame (Image or CompressedImage, turned into RGB by `decode`) and publish
-        the result; False if it was skipped as a duplicate."""
+        the result; its stamp, or None if it was skipped as a duplicate."""
         rgb = decode(msg)
         stamp = Time.from_msg(msg.header.stamp)     # raises for a negative stamp
         if stamp.nanoseconds and stamp == self._last_stamp:
@@ -539,7 +540,7 @@ class TrackerNode(LifecycleNode):
             # it twice would age every track by a frame that did not happen. Unstamped (0)
             # images are never treated as duplicates.
             self._counters['frames_duplicate'] += 1
-            return False
+            return None
         if self._last_stamp is not None and stamp < self._last_stamp:
             # A bag looped or a sensor restarted: the memory describes another moment.
             self._pipeline.reset()
@@ -549,7 +550,7 @@ class TrackerNode(LifecycleNode):
         self._image_size = (rgb.shape[1], rgb.shape[0])
         result = self._pipeline.process(rgb)
         self._publish(msg, rgb, result)
-        return True
+        return stamp
 
     def _count_dropped(self, info: dict) -> None:
         """Frames that never reached this callback: replaced in the depth-1 queue (newest wins)
