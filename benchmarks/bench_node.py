@@ -73,6 +73,14 @@ def _world2_frames(size) -> str | None:
     return None
 
 
+def _number(diag: dict, key: str) -> float | None:
+    """A /diagnostics value as a number; None when the node had none ('n/a') or never sent it."""
+    try:
+        return float(diag[key])
+    except (KeyError, ValueError):
+        return None
+
+
 def measure(label, camera, model_input, model, seconds, env, backend='torch',
             extra=(), suffix='') -> dict:
     """One run; keys end in _cpu + suffix (the torch run: no suffix). Also returns, under
@@ -140,9 +148,9 @@ def measure(label, camera, model_input, model, seconds, env, backend='torch',
     log.seek(0)
     configured = [line.strip() for line in log if ' backend ' in line]
     return {f'fps_{label}_cpu{suffix}': round(fps, 2),
-            f'latency_ms_p50_{label}_cpu{suffix}': float(diag.get('latency_ms_p50', 'nan')),
+            f'latency_ms_p50_{label}_cpu{suffix}': _number(diag, 'latency_ms_p50'),
             f'e2e_ms_p50_{label}_cpu{suffix}': round(statistics.median(e2e), 1) if e2e else None,
-            f'stamp_age_ms_p50_{label}_cpu{suffix}': float(diag.get('stamp_age_ms_p50', 'nan')),
+            f'stamp_age_ms_p50_{label}_cpu{suffix}': _number(diag, 'stamp_age_ms_p50'),
             f'frames_dropped_{label}_cpu{suffix}': int(diag.get('frames_dropped', 0)),
             '_picked': diag.get('backend', 'unknown'),
             '_log': configured[-1] if configured else ''}
