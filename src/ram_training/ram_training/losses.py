@@ -66,7 +66,7 @@ class LossConfig:
     hidden_path_weight: float = 0.0  # L_path (not in the paper): walker mass on the line between the visible ends
     hidden_path_radius: int = 1      # nodes (Chebyshev) around the line's node that count as on it
     # L_path's weight on occlusions whose two visible ends lie more than hidden_path_radius nodes
-    # apart (the object moved while hidden: carried); those that end where they began count 1.
+    # apart (the object moved while hidden: carried), relative to those that end where they began.
     # Most hidden runs end where they began, so without it the term mostly teaches staying.
     hidden_path_moved_weight: float = 1.0
     # label hygiene
@@ -213,9 +213,7 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
             p = (walker * near).sum(-1) / walker.sum(-1).clamp_min(1e-12)
             p = p.clamp(1e-8, 1.0)
             focal = -(1 - p) ** cfg.walk_gamma * torch.log(p)
-            # moved objects count w times (divided by the count, not the weights: normalised by
-            # the weights, a frame whose hidden objects all moved would cancel w)
-            path_sum = path_sum + (focal * path_weight[:, t]).sum() / on_path[:, t].sum()
+            path_sum = path_sum + (focal * path_weight[:, t]).sum() / path_weight[:, t].sum()
     path = path_sum / T
     if per_frame:
         return {"ram": ce_sum / T, "overlap": over_sum / T, "path": path}
