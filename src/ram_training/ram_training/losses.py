@@ -65,10 +65,6 @@ class LossConfig:
     walk_normalisation: str = "frame"  # frame: authors' trainer (weights normalised per frame, / T); global: ablation
     hidden_path_weight: float = 0.0  # L_path (not in the paper): walker mass on the line between the visible ends
     hidden_path_radius: int = 1      # nodes (Chebyshev) around the line's node that count as on it
-    # L_path's weight on occlusions whose two visible ends lie more than hidden_path_radius nodes
-    # apart (the object moved while hidden: carried), relative to those that end where they began.
-    # Most hidden runs end where they began, so without it the term mostly teaches staying.
-    hidden_path_moved_weight: float = 1.0
     # label hygiene
     vis_no_label: float = 0.05
     vis_ignore: float = 0.15
@@ -166,10 +162,6 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
     start, valid = targets["walk_start"][:, keep], targets["walk_valid"][:, keep]
     sup, occ, weight = pick(targets["walk_visible"]), pick(targets["walk_occluded"]), pick(targets["walk_weight"])
     path_node, on_path = pick(targets["path_node"]), pick(targets["walk_path"])
-    path_weight = on_path.float()
-    if cfg.hidden_path_moved_weight != 1.0:
-        moved = pick(targets["path_span"]) > cfg.hidden_path_radius
-        path_weight = path_weight * torch.where(moved, cfg.hidden_path_moved_weight, 1.0)
     M = node.shape[-1]
 
     # One view per frame, taken once: indexing embed[:, t] inside the loop made the backward of
@@ -213,7 +205,7 @@ def ram_losses(embed: torch.Tensor, targets: Dict[str, torch.Tensor], cfg: LossC
             p = (walker * near).sum(-1) / walker.sum(-1).clamp_min(1e-12)
             p = p.clamp(1e-8, 1.0)
             focal = -(1 - p) ** cfg.walk_gamma * torch.log(p)
-            path_sum = path_sum + (focal * path_weight[:, t]).sum() / path_weight[:, t].sum()
+            path_sum = path_sum + (focal * on_path[:, t]).sum() / on_path[:, t].sum()
     path = path_sum / T
     if per_frame:
         return {"ram": ce_sum / T, "overlap": over_sum / T, "path": path}

@@ -217,11 +217,11 @@ def walker_labels(objects: ObjectLabels, cells: BoxCells, node_grid: NodeGrid, w
     walk_visible = visible & after_start & walk_valid.unsqueeze(1)
     walk_occluded = ~visible & ~objects.ignored & after_start & walk_valid.unsqueeze(1)
     walk_weight = (cfg.occlusion_weight * gap.float() + 1.0) * walk_visible
-    path_node, between, path_span = hidden_paths(visible, centre_px, node_grid)
+    path_node, between = hidden_paths(visible, centre_px, node_grid)
     walk_path = between & walk_occluded
     return {"node": node, "node_radius": node_radius, "walk_start": start, "walk_valid": walk_valid,
             "walk_visible": walk_visible, "walk_occluded": walk_occluded, "walk_weight": walk_weight,
-            "path_node": path_node, "walk_path": walk_path, "path_span": path_span,
+            "path_node": path_node, "walk_path": walk_path,
             "overlap_map": overlap_map(cell, node, visible, cfg.overlap_radius, node_grid).flatten(-2)}
 
 
@@ -263,9 +263,9 @@ def occlusion_gaps(visible, cell, walk_radius, drop_fast_tracks: bool):
 def hidden_paths(visible, centre_px, node_grid: NodeGrid):
     """The straight line from an object's last visible centre before a hidden run to its first
     visible centre after it, both inside the clip: the node of that line at each hidden frame
-    (B,T,K), where there is such a line (B,T,K: hidden frames between two visible ones) and how
-    far apart its two ends are (B,T,K, nodes, Chebyshev). Only visible labels go into it (the same
-    two ends the walk loss scores); what the object did while hidden is not looked at."""
+    (B,T,K) and where there is such a line (B,T,K: hidden frames between two visible ones).
+    Only visible labels go into it (the same two ends the walk loss scores); what the object did
+    while hidden is not looked at."""
     B, T, K = visible.shape
     t_index = torch.arange(T, device=visible.device).view(1, T, 1).expand(B, T, K)
     before = torch.where(visible, t_index, torch.full_like(t_index, -1)).cummax(1).values
@@ -275,8 +275,7 @@ def hidden_paths(visible, centre_px, node_grid: NodeGrid):
     at = lambda t: torch.gather(centre_px, 1, t.unsqueeze(-1).expand(B, T, K, 2))     # noqa: E731
     fraction = ((t_index - t0).float() / (t1 - t0).clamp_min(1).float()).unsqueeze(-1)
     xy = at(t0) + fraction * (at(t1) - at(t0))
-    span = ((at(t1) - at(t0)).abs() / node_grid.stride).amax(-1)
-    return node_grid.pixel_to_node(xy), between, span
+    return node_grid.pixel_to_node(xy), between
 
 
 def overlap_map(cell, node, visible, radius: int, node_grid: NodeGrid) -> torch.Tensor:

@@ -150,22 +150,6 @@ def test_hidden_path_follows_the_line_between_the_visible_ends():
     assert not tg["walk_path"].any()
 
 
-def test_hidden_path_moved_weight_weighs_occlusions_that_end_elsewhere():
-    # two objects hidden in frames 2-4: A comes back where it was, B 16 px (4 nodes) to the right.
-    # A walker that stays is right for A and wrong for B; hidden_path_moved_weight w weighs B's
-    # frames w times A's in each frame's mean, so with A's term ~0 the loss scales as w / (1 + w)
-    hidden_a, hidden_b = box_at(30, 30, vis=0.0), box_at(10, 10, vis=0.0)
-    a = [box_at(30, 30), box_at(30, 30), hidden_a, hidden_a, hidden_a, box_at(30, 30)]
-    b = [box_at(10, 10), box_at(10, 10), hidden_b, hidden_b, hidden_b, box_at(26, 10)]
-    tg = build_targets(make_clip([a, b], T=6), 1, GRID, LossConfig(), WALK)
-    assert tg["path_span"][0, 2:5, 0].tolist() == [0.0] * 3 and tg["path_span"][0, 2:5, 1].tolist() == [4.0] * 3
-    stay = shifted_embeddings([0] * 6)
-    loss = {w: ram_losses(stay, tg, LossConfig(label_smoothing=False, hidden_path_weight=1.0,
-                                               hidden_path_moved_weight=w), GRID, WALK)["path"]
-            for w in (1.0, 3.0)}
-    assert float(loss[3.0] / loss[1.0]) == pytest.approx((3 / 4) / (1 / 2), rel=1e-2)
-
-
 def test_overlap_penalises_walkers_on_visible_objects():
     hidden = box_at(30, 30, vis=0.0)
     occluded = [box_at(30, 30), hidden, hidden]
