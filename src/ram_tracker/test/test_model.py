@@ -110,22 +110,19 @@ def test_visibility_head_sends_no_gradient_into_the_memory_unless_asked(detach):
     assert torch.equal(other(clip)["visibility"], model(clip)["visibility"])
 
 
-@pytest.mark.parametrize("pool,motion", [("max", False), ("none", False), ("max", True), ("none", True)])
-def test_walk_memory_streams_like_the_clip_forward_and_exports_to_onnx(pool, motion, tmp_path):
-    """The walk's own memory (walk_memory_channels; with walk_memory_motion also the previous
-    frame's pooled features) rides in the one memory state tensor: the streaming step, the
-    training forward and the ONNX graph agree, with constant state."""
+@pytest.mark.parametrize("pool", ["max", "none"])
+def test_walk_memory_streams_like_the_clip_forward_and_exports_to_onnx(pool, tmp_path):
+    """The walk's own memory (walk_memory_channels) rides in the one memory state tensor: the
+    streaming step, the training forward and the ONNX graph agree, with constant state."""
     torch.manual_seed(0)
-    model = build_model(tiny(walk_memory_channels=8, embed_pool=pool, walk_memory_motion=motion)).eval()
+    model = build_model(tiny(walk_memory_channels=8, embed_pool=pool)).eval()
     size = (96, 64)
     clip = torch.rand(1, 6, 3, size[1], size[0])
     grid = model.node_grid(size[1], size[0])
-    s2 = 1 if pool == "none" else 4
     with torch.no_grad():
         full = model(clip)
         state = model.initial_state(1, size[1], size[0])
-        # detector + packed walk memory (+ packed previous features)
-        assert state[0].shape[1] == 16 + 8 // s2 + (16 // s2 if motion else 0)
+        assert state[0].shape[1] == 16 + (8 if pool == "none" else 2)     # detector + packed walk memory
         for t in range(6):
             out, state = model.step(clip[:, t], state)
             for k in ("hm", "wh", "embed"):
@@ -141,31 +138,6 @@ def test_walk_memory_streams_like_the_clip_forward_and_exports_to_onnx(pool, mot
         b, so = ort_b.step(clip[:, t], so)
         assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
         assert max(float((x - y).abs().max()) for x, y in zip(st, so)) < 1e-4
-
-
-def test_walk_memory_motion_reads_only_what_changed():
-    """walk_memory_motion feeds the walk memory F_t - F_{t-1} besides F_t: on a still clip (and
-    on every first frame) that input is zero, so the embeddings are those of the same model
-    with the motion weights zeroed; on a moving clip they are not. Without a walk memory the
-    option is refused."""
-    torch.manual_seed(0)
-    model = build_model(tiny(walk_memory_channels=8, walk_memory_motion=True)).eval()
-    blind = build_model(model.cfg).eval()
-    state = model.state_dict()
-    neck = model.cfg.neck_channels
-    for name in ("walk_memory.gates.weight", "walk_memory.candidate.weight"):
-        state[name] = state[name].clone()
-        state[name][:, neck:2 * neck] = 0
-    blind.load_state_dict(state)
-    frame = torch.rand(1, 1, 3, 64, 64)
-    still, moving = frame.repeat(1, 4, 1, 1, 1), torch.rand(1, 4, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.allclose(model(still)["embed"], blind(still)["embed"], atol=1e-6)
-        a, b = model(moving)["embed"], blind(moving)["embed"]
-    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-6)          # the first frame has no change
-    assert not torch.allclose(a[:, 1:], b[:, 1:], atol=1e-4)
-    with pytest.raises(ValueError, match="walk_memory_motion needs a walk memory"):
-        build_model(tiny(walk_memory_motion=True))
 
 
 def test_walk_memory_keeps_the_walk_loss_out_of_the_detector():
