@@ -545,8 +545,7 @@ def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
     from ram_tracker.checkpoint import load_weights
     init, init_info = load_weights(cfg.train.init_from)
     differ = [k for k, _, _ in config_differences(init.cfg.to_dict(), cfg.model.to_dict())
-              if k not in WALK_ONLY_MODEL_KEYS
-              and k not in ("memory_kernel", "walk_memory_channels", "walk_memory_motion")]
+              if k not in WALK_ONLY_MODEL_KEYS and k not in ("memory_kernel", "walk_memory_channels")]
     if differ:
         raise StartError(f"train.init_from {cfg.train.init_from}: its model config differs in {', '.join(differ)}")
     state = init.state_dict()
@@ -557,9 +556,6 @@ def load_initial_weights(model, cfg: TrainConfig, master: bool) -> None:
     added = ""
     if init.cfg.walk_memory_channels != cfg.model.walk_memory_channels:
         state, added = add_walk_memory(state, model, init.cfg, cfg.train.init_from)
-    if cfg.model.walk_memory_motion and not init.cfg.walk_memory_motion:
-        state = add_motion_inputs(state, cfg.model.neck_channels)
-        added += ", zero weights on its new motion input"
     model.load_state_dict(state)
     if master:
         print(f"ram-train: initialised from {cfg.train.init_from} ({init_info.get('name')}, "
@@ -582,22 +578,11 @@ def add_walk_memory(state: dict, model, init_cfg, source: str) -> tuple[dict, st
     state = dict(state)
     copied = {"walk_memory." + k.removeprefix("memory."): v for k, v in state.items()
               if k.startswith("memory.")}
-    if any(wanted[k].shape[0] != v.shape[0] for k, v in copied.items()):   # (inputs may widen)
+    if any(wanted[k].shape != v.shape for k, v in copied.items()):
         raise StartError(f"train.init_from {source}: model.walk_memory_channels must equal its "
                          f"memory_channels {init_cfg.memory_channels} to start from its memory")
     state.update(copied)
     return state, ", the walk memory a copy of its ConvGRU"
-
-
-def add_motion_inputs(state: dict, neck_channels: int) -> dict:
-    """`state`'s walk memory for model.walk_memory_motion: its convolutions read [F_t, F_t -
-    F_{t-1}, hidden] instead of [F_t, hidden]; the new input's weights start at zero, so at step
-    0 the model is the loaded one exactly."""
-    def widen(value):
-        return torch.cat([value[:, :neck_channels], torch.zeros_like(value[:, :neck_channels]),
-                          value[:, neck_channels:]], 1)
-    return {name: widen(value) if name.startswith("walk_memory.") and name.endswith(".weight")
-            else value for name, value in state.items()}
 
 
 def grow_memory_kernel(state: dict, old: int, new: int, source: str) -> dict:

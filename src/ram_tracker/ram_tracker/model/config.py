@@ -49,11 +49,6 @@ class ModelConfig:
     # Its state travels inside the memory state (RAMModel.initial_state). The kernel is
     # memory_kernel's.
     walk_memory_channels: int = 0
-    # Not in the paper: the walk memory also reads how its input changed since the last frame
-    # (F_t - F_{t-1} on the node grid, the previous pooled features kept in the state). Where an
-    # object is hidden, a coverer that stands still over it and one that passes over it differ
-    # in exactly this (models/world1_ram.md section 19). Needs walk_memory_channels > 0.
-    walk_memory_motion: bool = False
 
     # node-embedding head f_q: pool -> 1x1 conv + ReLU -> 1x1 conv + ReLU -> L2 norm
     embed_channels: int = 64

@@ -15,7 +15,7 @@ Two APIs over the same weights:
     step exports to ONNX with the state as explicit inputs/outputs.
 Images are RGB in [0, 1]; normalisation happens here.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,14 +43,9 @@ class RAMModel(nn.Module):
         if cfg.walk_memory_channels % cfg.pool_stride ** 2:
             raise ValueError(f"walk_memory_channels {cfg.walk_memory_channels}: must be a multiple of "
                              f"{cfg.pool_stride ** 2} (the node grid's stride squared; see _pack)")
-        if cfg.walk_memory_motion and (not cfg.walk_memory_channels
-                                       or cfg.neck_channels % cfg.pool_stride ** 2):
-            raise ValueError("walk_memory_motion needs a walk memory (walk_memory_channels > 0) and "
-                             f"neck_channels a multiple of {cfg.pool_stride ** 2} (see _pack)")
         if cfg.walk_memory_channels:
             # on the node grid already: the embedding only projects it
-            inputs = cfg.neck_channels * (2 if cfg.walk_memory_motion else 1)
-            self.walk_memory = ConvGRU(inputs, cfg.walk_memory_channels, cfg.memory_kernel)
+            self.walk_memory = ConvGRU(cfg.neck_channels, cfg.walk_memory_channels, cfg.memory_kernel)
             self.embed = NodeEmbedding(cfg.walk_memory_channels, cfg.embed_channels, "none", 1, 1, 0)
         else:
             self.embed = NodeEmbedding(cfg.memory_channels, cfg.embed_channels, cfg.embed_pool,
@@ -84,23 +79,17 @@ class RAMModel(nn.Module):
         """M_t from F_t and M_{t-1} (with a walk memory: both memories, packed)."""
         if not self.cfg.walk_memory_channels:
             return self.memory(features, memory)
-        detector, walker, previous = self._unpack(memory)
+        detector, walker = self._unpack(memory)
         nodes = pool_to_nodes(features.detach(), self.cfg.embed_pool, self.cfg.embed_pool_kernel,
                               self.cfg.pool_stride, self.cfg.pool_padding)
-        if previous is None:
-            return self._pack(self.memory(features, detector), self.walk_memory(nodes, walker))
-        # the first frame has no previous features (zeros): no change rather than all of F_t
-        first = (previous.flatten(1).abs().amax(1) == 0).to(nodes.dtype).view(-1, 1, 1, 1)
-        change = (nodes - previous) * (1 - first)
-        return self._pack(self.memory(features, detector),
-                          self.walk_memory(torch.cat([nodes, change], 1), walker), nodes)
+        return self._pack(self.memory(features, detector), self.walk_memory(nodes, walker))
 
     def _read_memory(self, memory: torch.Tensor) -> Dict[str, torch.Tensor]:
         if not self.cfg.walk_memory_channels:
             out = self.heads(memory)
             out["embed"] = self.embed(memory)
             return out
-        detector, walker, _ = self._unpack(memory)
+        detector, walker = self._unpack(memory)
         out = self.heads(detector)
         out["embed"] = self.embed(walker)
         return out
@@ -108,29 +97,17 @@ class RAMModel(nn.Module):
     # The walk memory W_t (C', h, w) on the node grid travels in the one memory state tensor, after
     # the detector's channels, moved to stride 4 by pixel_shuffle (C'/s^2, h*s, w*s; exact and
     # undone by pixel_unshuffle): every backend, export and quantizer keeps its two state tensors.
-    # With walk_memory_motion the previous frame's pooled features follow, packed the same way.
-    def _pack(self, detector: torch.Tensor, walker: torch.Tensor,
-              previous: Optional[torch.Tensor] = None) -> torch.Tensor:
-        parts = [detector, F.pixel_shuffle(walker, self.cfg.pool_stride)]
-        if previous is not None:
-            parts.append(F.pixel_shuffle(previous, self.cfg.pool_stride))
-        return torch.cat(parts, 1)
+    def _pack(self, detector: torch.Tensor, walker: torch.Tensor) -> torch.Tensor:
+        return torch.cat([detector, F.pixel_shuffle(walker, self.cfg.pool_stride)], 1)
 
-    def _unpack(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        s2 = self.cfg.pool_stride ** 2
-        sizes = [self.cfg.memory_channels, self.cfg.walk_memory_channels // s2]
-        if self.cfg.walk_memory_motion:
-            sizes.append(self.cfg.neck_channels // s2)
-        parts = memory.split(sizes, 1)
-        unpacked = [F.pixel_unshuffle(p, self.cfg.pool_stride) for p in parts[1:]]
-        return parts[0], unpacked[0], unpacked[1] if self.cfg.walk_memory_motion else None
+    def _unpack(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        detector, walker = memory.split([self.cfg.memory_channels,
+                                         memory.shape[1] - self.cfg.memory_channels], 1)
+        return detector, F.pixel_unshuffle(walker, self.cfg.pool_stride)
 
     def state_channels(self) -> int:
-        """Channels of the memory state: the detector's (+ the packed walk memory's, + the
-        previous pooled features' with walk_memory_motion)."""
-        s2 = self.cfg.pool_stride ** 2
-        motion = self.cfg.neck_channels // s2 if self.cfg.walk_memory_motion else 0
-        return self.cfg.memory_channels + self.cfg.walk_memory_channels // s2 + motion
+        """Channels of the memory state: the detector's (+ the packed walk memory's)."""
+        return self.cfg.memory_channels + self.cfg.walk_memory_channels // self.cfg.pool_stride ** 2
 
     def transition(self, q_prev: torch.Tensor, q_next: torch.Tensor) -> walk.Transition:
         """A between consecutive node embeddings, local or global per the config."""
