@@ -173,17 +173,20 @@ def transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1,
     return local_transition(q_prev, q_next, radius, tau)
 
 
-def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]] = None) -> Transition:
+def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]] = None,
+                    mean: Tuple[float, float] = (0.0, 0.0)) -> Transition:
     """A with a Gaussian prior on how far a walker steps (not in the paper):
-    A'(i, j) = A(i, j) exp(-d_ij^2 / (2 sigma^2)) / Z_i, d_ij the distance between nodes i and j in
-    nodes, rows renormalised. The same as subtracting d^2 / (2 sigma^2) from the logits <q, q'> / tau,
-    so on frames where the embeddings do not tell nodes apart (a hidden object under a uniform
-    occluder) the walker stays put instead of spreading over every similar node; a clearly better
-    match farther away still wins. sigma <= 0: A unchanged. `grid` (H, W) is needed for a dense A."""
+    A'(i, j) = A(i, j) exp(-|d_ij - mean|^2 / (2 sigma^2)) / Z_i, d_ij = (dy, dx) from node i to
+    node j in nodes, rows renormalised. The same as subtracting |d - mean|^2 / (2 sigma^2) from the
+    logits <q, q'> / tau, so on frames where the embeddings do not tell nodes apart (a hidden object
+    under a uniform occluder) the walker takes the expected step (`mean`; 0: it stays put) instead
+    of spreading over every similar node; a clearly better match elsewhere still wins.
+    sigma <= 0: A unchanged. `grid` (H, W) is needed for a dense A."""
     if sigma <= 0:
         return A
     if isinstance(A, SparseTransition):
         off = window_offsets(A.radius, A.values.device).to(A.values.dtype)
+        off = off - torch.tensor(mean, dtype=off.dtype, device=off.device)
         values = _penalised(A.values, (off ** 2).sum(-1) / (2 * sigma ** 2))        # (K,) penalties
         return SparseTransition(values=values, indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
     if grid is None:
@@ -191,7 +194,8 @@ def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]]
     H, W = grid
     ys, xs = torch.meshgrid(torch.arange(H, device=A.device), torch.arange(W, device=A.device), indexing="ij")
     pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
-    return _penalised(A, ((pos[:, None] - pos[None]) ** 2).sum(-1) / (2 * sigma ** 2))   # exact d^2
+    step = pos[None] - pos[:, None] - torch.tensor(mean, dtype=A.dtype, device=A.device)  # [i, j]: j - i
+    return _penalised(A, (step ** 2).sum(-1) / (2 * sigma ** 2))                   # exact d^2
 
 
 def _penalised(probs: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:

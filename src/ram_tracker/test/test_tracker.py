@@ -199,11 +199,34 @@ def test_walker_hold_frames_keep_a_newly_hidden_object_and_let_an_older_one_move
         TrackerConfig(walker_hold_sigma=-0.1)
 
 
+def test_walker_step_velocity_carries_a_hidden_object_on_with_its_last_motion():
+    """A car moving 8 px (one node) per frame to the right goes behind an occluder whose surface
+    looks alike everywhere: centred on zero, the step prior parks its walker where it was last
+    seen; with walker_step_velocity 1 it is centred on the car's last motion (the detection's
+    tracking offset), and the walker goes on one node per frame."""
+    ends = {}
+    for velocity in (0.0, 1.0):
+        config = paper(walker_step_sigma=4.0 / 80, walker_step_velocity=velocity,
+                       walker_keeps_offset=True, walker_min_confidence=0.01)
+        tracker = Tracker(config, IMAGE)
+        tracker.update(dets((16, 24, 10, 10, 0.9, 0, 0, 0)))
+        tracker.update(dets((24, 24, 10, 10, 0.9, 0, -8, 0)))     # moved 8 px right
+        for _ in range(3):
+            (track,) = tracker.update(dets(), transition=uniform_transition(), grid=GRID)
+        assert track.state == 'occluded'
+        ends[velocity] = track.center.copy()
+    np.testing.assert_allclose(ends[0.0], [24, 24])                 # parked where last seen
+    np.testing.assert_allclose(ends[1.0], [48, 24], atol=2.0)        # three nodes on
+    with pytest.raises(ValueError, match='walker_step_velocity'):
+        TrackerConfig(walker_step_velocity=-0.5)
+
+
 def test_paper_walk_undoes_every_walk_setting_beyond_the_paper():
     """PAPER_WALK over a config with a step prior, a hold and the kept offset walks exactly as
     Algorithm 1 (the ram_paper_walk rows are reported beside tuned walkers)."""
     tuned = TrackerConfig(walker_step_sigma=0.035, walker_hold_frames=30, walker_hold_sigma=0.005,
-                          walker_keeps_offset=True, walker_min_confidence=0.01)
+                          walker_keeps_offset=True, walker_step_velocity=0.5,
+                          walker_min_confidence=0.01)
     centres = []
     for config in (dataclasses.replace(tuned, **PAPER_WALK),
                    paper(walker_min_confidence=0.01)):

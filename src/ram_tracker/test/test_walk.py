@@ -41,20 +41,22 @@ def test_local_matches_brute_force_window(R, band_bytes, monkeypatch):
 
 
 @pytest.mark.parametrize("R", [2, None])
-def test_step_prior_is_a_distance_penalty_on_the_logits(R):
-    """with_step_prior(A, sigma) = softmax(<q, q'> / tau - d^2 / (2 sigma^2)) over the window, d
-    in nodes, for the local and the global walk; sigma 0 leaves A as it is."""
+@pytest.mark.parametrize("mean", [(0.0, 0.0), (0.5, -1.25)])
+def test_step_prior_is_a_distance_penalty_on_the_logits(R, mean):
+    """with_step_prior(A, sigma, mean) = softmax(<q, q'> / tau - |d - mean|^2 / (2 sigma^2)) over
+    the window, d = (dy, dx) from the row's node to the column's in nodes, for the local and the
+    global walk; sigma 0 leaves A as it is."""
     H, W, tau, sigma = 6, 9, 0.1, 1.3
     q0, q1 = embeddings(1, 8, H, W, 3), embeddings(1, 8, H, W, 4)
     A = walk.transition(q0, q1, tau, R)
-    assert walk.with_step_prior(A, 0.0) is A
-    prior = walk.with_step_prior(A, sigma, (H, W))
+    assert walk.with_step_prior(A, 0.0, mean=mean) is A
+    prior = walk.with_step_prior(A, sigma, (H, W), mean)
     got = (walk.densify(prior) if R is not None else prior)[0]
     sim = torch.einsum("dn,dm->nm", q0[0].reshape(8, -1), q1[0].reshape(8, -1)) / tau
     ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
-    dy, dx = ys[:, None] - ys[None], xs[:, None] - xs[None]
-    logits = sim - (dy ** 2 + dx ** 2).double() / (2 * sigma ** 2)
+    dy, dx = ys[None] - ys[:, None], xs[None] - xs[:, None]          # [i, j]: node j - node i
+    logits = sim - ((dy - mean[0]) ** 2 + (dx - mean[1]) ** 2).double() / (2 * sigma ** 2)
     if R is not None:
         logits = logits.masked_fill((dy.abs() > R) | (dx.abs() > R), float("-inf"))
     assert torch.allclose(got, torch.softmax(logits, -1), atol=1e-9, rtol=0)

@@ -223,7 +223,8 @@ def test_walker_paper_walks_as_published_whatever_the_nodes_walk_settings(world2
     peak node's box), while the node's default walk tracks differently on the same frames."""
     common = dict(path='offline', sequences=['0001'], methods=('walker', 'walker_paper'),
                   max_frames=20, log=lambda *_: None)
-    paper_settings = {'walker_step_sigma': 0.0, 'walker_keeps_offset': False}
+    paper_settings = {'walker_step_sigma': 0.0, 'walker_keeps_offset': False,
+                      'walker_step_velocity': 0.0}
     kitti_eval.evaluate_dataset(world2, model_path, tmp_path / 'node', params_overrides=PARAMS,
                                 **common)
     kitti_eval.evaluate_dataset(world2, model_path, tmp_path / 'paper',

@@ -45,11 +45,12 @@ STATES = world_lacater.STATE_NAMES
 # 1.4 nodes at 160 px, for the shipped model of models/world1_ram.md section 16; the previous
 # model's was 0.0177, section 14), a tighter one for a track's first 20 hidden frames
 # (walker_hold_frames / walker_hold_sigma, section 17: a just-hidden object has rarely moved yet)
-# and boxes that keep the last observation's sub-node offset (walker_keeps_offset).
-# 'ram_paper_walk' is the walk as published.
+# and boxes that keep the last observation's sub-node offset (walker_keeps_offset). The step
+# prior stays centred on zero (walker_step_velocity 0; the node's 0.25 was chosen on World 2's
+# moving cars). 'ram_paper_walk' is the walk as published.
 LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005, walker_step_sigma=0.035,
                                 walker_hold_frames=20, walker_hold_sigma=0.005,
-                                walker_keeps_offset=True)
+                                walker_keeps_offset=True, walker_step_velocity=0.0)
 # Not an occlusion model of the tracker: the heuristic runs on a CenterTrack tracker ('none').
 NEAREST_OCCLUDER = 'nearest_occluder'
 # 'ram_refined': the same walker with the paper's Appendix C box refinement (the paper's Table 1
