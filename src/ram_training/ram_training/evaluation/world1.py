@@ -46,8 +46,9 @@ STATES = world_lacater.STATE_NAMES
 # model's was 0.0177, section 14), a tighter one for a track's first 20 hidden frames
 # (walker_hold_frames / walker_hold_sigma, section 17: a just-hidden object has rarely moved yet)
 # and boxes that keep the last observation's sub-node offset (walker_keeps_offset). The step
-# prior stays centred on zero (walker_step_velocity 0; the node's 0.25 was chosen on World 2's
-# moving cars). 'ram_paper_walk' is the walk as published.
+# prior stays centred on zero (walker_step_velocity 0; the node's 0.25, chosen on World 2's
+# moving cars, lowers World 1 val's hidden-state sum, section 21). 'ram_paper_walk' is the walk
+# as published.
 LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005, walker_step_sigma=0.035,
                                 walker_hold_frames=20, walker_hold_sigma=0.005,
                                 walker_keeps_offset=True, walker_step_velocity=0.0)
