@@ -311,16 +311,23 @@ class Tracker:
                     start = walk.one_hot_walker(node[None], grid.num_nodes)
                     track.walker_offset = track.center - walker_peaks(start, grid)[1][0]
         # The step prior of each track: its sigma (by hidden age, walker_hold_frames) and its
-        # expected step (walker_step_velocity); one penalised transition per distinct prior,
-        # shared by the tracks that use it.
+        # expected step (walker_step_velocity). Per sigma, the tracks that expect the same step
+        # share one penalised transition; tracks that expect different steps get one each, built
+        # and walked in one batch (batch index = track).
         priors = [self._step_prior(track, grid) for track in tracks]
         stepped = torch.empty_like(walkers)
-        for sigma, mean in set(priors):
-            rows = torch.tensor([p == (sigma, mean) for p in priors])
-            prior = walk.with_step_prior(transition, sigma * self.image_width / grid.stride,
-                                         (grid.height, grid.width), mean)
-            stepped[rows] = walk.step_walkers(walkers[rows][None], starting[rows][None],
-                                              start_nodes[rows][None], prior)[0]
+        for sigma in set(sigma for sigma, _ in priors):
+            rows = torch.tensor([s == sigma for s, _ in priors])
+            means = [mean for s, mean in priors if s == sigma]
+            scale = sigma * self.image_width / grid.stride
+            if len(set(means)) == 1:
+                prior = walk.with_step_prior(transition, scale, (grid.height, grid.width), means[0])
+                stepped[rows] = walk.step_walkers(walkers[rows][None], starting[rows][None],
+                                                  start_nodes[rows][None], prior)[0]
+            else:
+                prior = walk.with_step_prior(transition, scale, (grid.height, grid.width), means)
+                stepped[rows] = walk.step_walkers(walkers[rows][:, None], starting[rows][:, None],
+                                                  start_nodes[rows][:, None], prior)[:, 0]
         confidences, locations = walker_peaks(stepped, grid)
         for track, walker, confidence, location in zip(tracks, stepped, confidences, locations):
             if self.config.walker_keeps_offset:

@@ -174,28 +174,35 @@ def transition(q_prev: torch.Tensor, q_next: torch.Tensor, tau: float = 0.1,
 
 
 def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]] = None,
-                    mean: Tuple[float, float] = (0.0, 0.0)) -> Transition:
+                    mean=(0.0, 0.0)) -> Transition:
     """A with a Gaussian prior on how far a walker steps (not in the paper):
     A'(i, j) = A(i, j) exp(-|d_ij - mean|^2 / (2 sigma^2)) / Z_i, d_ij = (dy, dx) from node i to
     node j in nodes, rows renormalised. The same as subtracting |d - mean|^2 / (2 sigma^2) from the
     logits <q, q'> / tau, so on frames where the embeddings do not tell nodes apart (a hidden object
     under a uniform occluder) the walker takes the expected step (`mean`; 0: it stays put) instead
     of spreading over every similar node; a clearly better match elsewhere still wins.
+    `mean` is one (dy, dx) or M of them, (M, 2), for a batch-1 A: then the result is M
+    transitions (batch M), one per mean, for M walkers that each expect their own step.
     sigma <= 0: A unchanged. `grid` (H, W) is needed for a dense A."""
     if sigma <= 0:
         return A
+    values = A.values if isinstance(A, SparseTransition) else A
+    mean = torch.as_tensor(mean, dtype=values.dtype, device=values.device).reshape(-1, 1, 2)  # (M, 1, 2)
     if isinstance(A, SparseTransition):
         off = window_offsets(A.radius, A.values.device).to(A.values.dtype)
-        off = off - torch.tensor(mean, dtype=off.dtype, device=off.device)
-        values = _penalised(A.values, (off ** 2).sum(-1) / (2 * sigma ** 2))        # (K,) penalties
-        return SparseTransition(values=values, indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
+        penalty = ((off - mean) ** 2).sum(-1) / (2 * sigma ** 2)                      # (M, K)
+        if mean.shape[0] > 1:
+            penalty = penalty[:, None]                                                 # (M, 1, K)
+        return SparseTransition(values=_penalised(A.values, penalty[0] if mean.shape[0] == 1 else penalty),
+                                indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
     if grid is None:
         raise ValueError('with_step_prior: a dense transition needs the node grid (H, W)')
     H, W = grid
     ys, xs = torch.meshgrid(torch.arange(H, device=A.device), torch.arange(W, device=A.device), indexing="ij")
     pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
-    step = pos[None] - pos[:, None] - torch.tensor(mean, dtype=A.dtype, device=A.device)  # [i, j]: j - i
-    return _penalised(A, (step ** 2).sum(-1) / (2 * sigma ** 2))                   # exact d^2
+    step = pos[None] - pos[:, None]                                                 # [i, j]: j - i
+    penalty = ((step[None] - mean[:, None]) ** 2).sum(-1) / (2 * sigma ** 2)         # (M, N, N)
+    return _penalised(A, penalty[0] if mean.shape[0] == 1 else penalty)
 
 
 def _penalised(probs: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -248,7 +255,7 @@ def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
     H, W = A.grid
     R = A.radius
     k = 2 * R + 1
-    if B * M * k * k * N <= _SCATTER_MAX_ELEMENTS:
+    if M * k * k * N <= _SCATTER_MAX_ELEMENTS:       # per transition: its walkers share nothing else
         # contribution of source node i to its k-th neighbour, added onto that neighbour's node
         # (out-of-grid entries point at i itself and carry exactly 0)
         contrib = walker.unsqueeze(-1) * A.values.unsqueeze(1)                  # (B, M, N, K)
@@ -271,8 +278,9 @@ def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
     return canvas[:, :, R:R + H, R:R + W].reshape(B, M, N)
 
 
-# Above this many (B*M*K*N) contributions propagate() switches from scatter-add to the tiled
-# matmul. Measured on one CPU thread (2026-11-30, forward): scatter-add wins up to 2 walkers
+# Above this many (M*K*N, per transition of the batch) contributions propagate() switches from
+# scatter-add to the tiled matmul (which pays off by moving many walkers with one transition's
+# blocks; the tracker's per-track priors are M = 1 walker per transition). Measured on one CPU thread (2026-11-30, forward): scatter-add wins up to 2 walkers
 # at 80x24 nodes (0.21 vs 0.63 ms for one) and 4 at 40x32; the tiled matmul from 4 walkers at
 # 80x24 (0.80 vs 0.89 ms) and 8 at 40x32. (F.fold, used before, was slower than one or the
 # other in every case: 2.0 ms for 4 walkers at 80x24.)
