@@ -280,10 +280,11 @@ def propagate(walker: torch.Tensor, A: Transition) -> torch.Tensor:
 
 # Above this many (M*K*N, per transition of the batch) contributions propagate() switches from
 # scatter-add to the tiled matmul (which pays off by moving many walkers with one transition's
-# blocks; the tracker's per-track priors are M = 1 walker per transition). Measured on one CPU thread (2026-11-30, forward): scatter-add wins up to 2 walkers
-# at 80x24 nodes (0.21 vs 0.63 ms for one) and 4 at 40x32; the tiled matmul from 4 walkers at
-# 80x24 (0.80 vs 0.89 ms) and 8 at 40x32. (F.fold, used before, was slower than one or the
-# other in every case: 2.0 ms for 4 walkers at 80x24.)
+# blocks; the tracker's per-track priors are M = 1 walker per transition). Measured on one CPU
+# thread (2026-11-30, forward, B = 1): scatter-add wins up to 2 walkers at 80x24 nodes (0.21
+# vs 0.63 ms for one) and 4 at 40x32; the tiled matmul from 4 walkers at 80x24 (0.80 vs 0.89
+# ms) and 8 at 40x32. (F.fold, used before, was slower than one or the other in every case:
+# 2.0 ms for 4 walkers at 80x24.)
 _SCATTER_MAX_ELEMENTS = 400_000
 
 
