@@ -165,7 +165,8 @@ class _Listener:
 
 def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_env, tmp_path):
     """Also: the belief topic answers every processed frame, the reset service works, a stamp
-    jumping backwards (a looping bag) resets the memory, and a repeated stamp is skipped."""
+    jumping backwards (a looping bag) resets the memory, and a repeated stamp is not tracked
+    twice."""
     node_proc, node_log = _start_node(ros_env, tmp_path)
     pub_proc, pub_log = _start([sys.executable, str(HERE / 'frames_publisher.py'), '320', '96',
                                 '20'], ros_env, tmp_path / 'publisher.log')
@@ -211,7 +212,7 @@ def test_node_answers_each_good_image_with_its_header_and_survives_bad_ones(ros_
         bad_answers = {sec: kind for sec, kind in tracks.items()
                        if not kind.startswith(('good/', 'dup/'))}
         assert not bad_answers, f'node answered malformed frames: {bad_answers}'
-        # A repeated stamp right after its original is skipped, and counted.
+        # A repeated stamp right after its original is not tracked again, and is counted.
         assert int(diagnostics['frames_duplicate']) >= 1, diagnostics
         # The node counted the malformed frames, logged them, and kept going.
         assert int(diagnostics['frames_rejected']) >= 4, diagnostics
@@ -259,6 +260,36 @@ def test_a_frame_that_raises_is_rejected_and_the_node_keeps_tracking(ros_env, tm
         node_log.flush()
         assert 'bad/negative-stamp' in log_path.read_text()
         assert node_proc.poll() is None
+    finally:
+        _shut_down(side.node, node_proc, node_log)
+
+
+def test_a_repeated_stamp_is_answered_again_but_tracked_once(ros_env, tmp_path):
+    """A client that never got the answer to a frame (published before its subscription was
+    matched, as a replayer's first frame can be) resends it: the node answers the repeated stamp
+    again with the same tracks, and tracks the frame once (frames_processed counts it once,
+    frames_duplicate the repeats). Before: the repeat was skipped and never answered."""
+    node_proc, node_log = _start_node(ros_env, tmp_path)
+    rclpy.init()
+    side = _Listener()
+    log_path = tmp_path / 'node.log'
+    answers = []
+    side.node.create_subscription(TrackedObjectArray, 'tracks', answers.append,
+                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        assert side.spin_until(lambda: side.pub.get_subscription_count() > 0, node_proc, log_path,
+                               timeout=120), 'no tracker_node subscribed to image'
+        frame = _image(11, 'good/original')
+        assert side.spin_until(lambda: len(answers) > 0, node_proc, log_path, timeout=60,
+                               resend=frame), side.diagnostics
+        side.spin_until(lambda: False, node_proc, log_path, timeout=2.0)   # drain in-flight answers
+        seen = len(answers)
+        assert side.spin_until(lambda: len(answers) > seen, node_proc, log_path, timeout=30,
+                               resend=frame), 'the repeated stamp was not answered again'
+        assert all(a.header.stamp.sec == 11 and a == answers[0] for a in answers)
+        assert side.spin_until(lambda: side.counter('frames_duplicate') >= 1, node_proc, log_path,
+                               timeout=30), side.diagnostics
+        assert side.counter('frames_processed') == 1, side.diagnostics
     finally:
         _shut_down(side.node, node_proc, node_log)
 

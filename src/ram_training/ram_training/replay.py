@@ -4,11 +4,12 @@ Lockstep: image i is published (its stored CDR bytes, so the header stamp is the
 then the replayer waits for the node's `tracks` answer carrying that stamp before sending image
 i + 1. An unanswered image is resent every `resend_interval_s`: the node subscribes best effort
 and the first sample to a fresh node is often lost, while the DDS channel is still being set up
-(it cost 10 s per replay with a single late resend). The node skips a repeated stamp, so a
-resend of a frame it is still working on is not tracked twice. Every frame is processed exactly
-once, whatever the machine's speed, so results are comparable across machines and identical to
-the offline path on the same frames. A frame still without an answer within `answer_timeout_s` is
-counted as missed and the replay goes on.
+(it cost 10 s per replay with a single late resend). The node does not track a repeated stamp
+twice: it answers it again with the same result (so a first answer lost before the replayer's
+subscription was matched is recovered), and the recorder keeps one answer per stamp and topic.
+Every frame is processed exactly once, whatever the machine's speed, so results are comparable
+across machines and identical to the offline path on the same frames. A frame still without an
+answer within `answer_timeout_s` is counted as missed and the replay goes on.
 
 Images go out as the node takes them, per its `image_transport` parameter (ReplayConfig's):
 sensor_msgs/Image on `image`, or sensor_msgs/CompressedImage on `image/compressed`. The bag's
@@ -86,6 +87,7 @@ class _Recorder:
         self.connections: dict = {}
         self.answers: dict[int, object] = {}
         self.current_stamp = 0                      # of the frame in flight
+        self._last_written: dict[str, int] = {}     # topic -> stamp of the last output written
 
     def subscribe_outputs(self, node, config: ReplayConfig, reliable) -> None:
         from rclpy.qos import qos_profile_sensor_data
@@ -106,6 +108,9 @@ class _Recorder:
         # up with the input bag (MarkerArray has no header: the frame in flight, which in
         # lockstep is the one it answers).
         stamp = self.current_stamp if name == 'markers' else _header_stamp(raw)
+        if name != 'markers' and self._last_written.get(topic) == stamp:
+            return      # the node's answer to a resend of a frame it had answered: kept once
+        self._last_written[topic] = stamp
         self.writer.write(self.connections[topic], stamp, raw)
         if name == 'tracks':
             msg = self._deserialize_tracks(raw)

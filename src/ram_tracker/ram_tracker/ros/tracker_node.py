@@ -252,6 +252,8 @@ class TrackerNode(LifecycleNode):
         self._counters = collections.Counter()
         self._stream = StreamWindow()
         self._last_stamp: Time | None = None
+        # The last tracked frame's (message, rgb, result): a repeated stamp is answered with it.
+        self._last_answer: tuple | None = None
         # Last publication sequence number taken, per publisher gid (drop counting).
         self._last_publication_seq: collections.OrderedDict = collections.OrderedDict()
         self._camera_info_size: tuple[int, int] | None = None
@@ -424,6 +426,7 @@ class TrackerNode(LifecycleNode):
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._pipeline = None
         self._last_stamp = None
+        self._last_answer = None
         # Frames that arrive while inactive are ignored, not dropped: restart the count.
         self._last_publication_seq.clear()
         return super().on_deactivate(state)
@@ -478,6 +481,7 @@ class TrackerNode(LifecycleNode):
             return response
         self._pipeline.reset()
         self._last_stamp = None
+        self._last_answer = None
         self._counters['resets'] += 1
         response.success, response.message = True, 'memory and tracks cleared'
         self.get_logger().info('reset by service call')
@@ -537,9 +541,13 @@ class TrackerNode(LifecycleNode):
         stamp = Time.from_msg(msg.header.stamp)     # raises for a negative stamp
         if stamp.nanoseconds and stamp == self._last_stamp:
             # The frame we just processed, again (a resend, a doubled driver message): tracking
-            # it twice would age every track by a frame that did not happen. Unstamped (0)
+            # it twice would age every track by a frame that did not happen, so it gets the same
+            # answer again (a client that resends because our first answer never reached it,
+            # e.g. published before its subscription was matched, is answered). Unstamped (0)
             # images are never treated as duplicates.
             self._counters['frames_duplicate'] += 1
+            if self._last_answer is not None:
+                self._publish(*self._last_answer, repeat=True)
             return None
         if self._last_stamp is not None and stamp < self._last_stamp:
             # A bag looped or a sensor restarted: the memory describes another moment.
@@ -550,6 +558,7 @@ class TrackerNode(LifecycleNode):
         self._image_size = (rgb.shape[1], rgb.shape[0])
         result = self._pipeline.process(rgb)
         self._publish(msg, rgb, result)
+        self._last_answer = (msg, rgb, result)
         return stamp
 
     def _count_dropped(self, info: dict) -> None:
@@ -570,7 +579,10 @@ class TrackerNode(LifecycleNode):
         while len(self._last_publication_seq) > MAX_TRACKED_PUBLISHERS:
             self._last_publication_seq.popitem(last=False)
 
-    def _publish(self, msg, rgb: np.ndarray, result) -> None:
+    def _publish(self, msg, rgb: np.ndarray, result, repeat: bool = False) -> None:
+        """The frame's outputs; `repeat`: the answer to a repeated stamp, only the stamped
+        outputs (markers carry no stamp to tell the repeat from the next frame's; the debug
+        image is display only)."""
         header, p = msg.header, self._params
         self._pubs['tracks'].publish(tracks_to_msg(header, result.tracks))
         if 'detections' in self._pubs:
@@ -583,6 +595,8 @@ class TrackerNode(LifecycleNode):
         if self._pubs['belief_grid'].get_subscription_count() > 0:
             self._pubs['belief_grid'].publish(belief_occupancy_grid(
                 header, result.beliefs, (grid.height, grid.width), p['display_scale']))
+        if repeat:
+            return
         if self._pubs['markers'].get_subscription_count() > 0:
             self._pubs['markers'].publish(track_markers(header, result.tracks,
                                                         p['display_scale']))
