@@ -190,11 +190,9 @@ def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]]
     mean = torch.as_tensor(mean, dtype=values.dtype, device=values.device).reshape(-1, 1, 2)  # (M, 1, 2)
     if isinstance(A, SparseTransition):
         off = window_offsets(A.radius, A.values.device).to(A.values.dtype)
-        penalty = ((off - mean) ** 2).sum(-1) / (2 * sigma ** 2)                      # (M, K)
-        if mean.shape[0] > 1:
-            penalty = penalty[:, None]                                                 # (M, 1, K)
-        return SparseTransition(values=_penalised(A.values, penalty[0] if mean.shape[0] == 1 else penalty),
-                                indices=A.indices, valid=A.valid, radius=A.radius, grid=A.grid)
+        penalty = ((off - mean) ** 2).sum(-1)[:, None] / (2 * sigma ** 2)             # (M, 1, K)
+        return SparseTransition(values=_penalised(A.values, penalty), indices=A.indices,
+                                valid=A.valid, radius=A.radius, grid=A.grid)
     if grid is None:
         raise ValueError('with_step_prior: a dense transition needs the node grid (H, W)')
     H, W = grid
@@ -202,7 +200,7 @@ def with_step_prior(A: Transition, sigma: float, grid: Optional[Tuple[int, int]]
     pos = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1).to(A.dtype)        # (N, 2)
     step = pos[None] - pos[:, None]                                                 # [i, j]: j - i
     penalty = ((step[None] - mean[:, None]) ** 2).sum(-1) / (2 * sigma ** 2)         # (M, N, N)
-    return _penalised(A, penalty[0] if mean.shape[0] == 1 else penalty)
+    return _penalised(A, penalty)           # M = 1 broadcasts over A's batch
 
 
 def _penalised(probs: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
