@@ -206,7 +206,8 @@ PIPELINE_PARAMETERS = (
     'num_threads', 'input_width',
     'input_height', 'detection_threshold', 'new_track_threshold', 'max_age',
     'walker_min_confidence', 'border_margin', 'rematch_radius', 'walker_keeps_offset',
-    'walker_step_sigma', 'walker_hold_frames', 'walker_hold_sigma', 'walker_step_velocity',
+    'walker_step_sigma', 'walker_hold_frames', 'walker_hold_sigma', 'walker_release_still_frames',
+    'walker_release_distance', 'walker_step_velocity',
     'refine_hidden_boxes',
     'hidden_score_decay', 'occlusion_model')
 

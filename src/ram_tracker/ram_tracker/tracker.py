@@ -93,6 +93,18 @@ class TrackerConfig:
     # ones move later (models/world1_ram.md section 17). 0 frames: one sigma for every age.
     walker_hold_frames: int = 0
     walker_hold_sigma: float = 0.0
+    # Not in the paper: the hold ends early when what covers the hidden object carries it off.
+    # A visible track whose box holds a held track's centre and that has stayed within
+    # walker_release_distance (fraction of the image width) of one spot for
+    # walker_release_still_frames frames is taken to be standing over it; if it then moves
+    # farther than walker_release_distance from that spot while still covering the track, the
+    # track's hold ends (walker_step_sigma from then on). An occluder that passes over a hidden
+    # object never stands still on it, so the hold keeps the walker where the object stays; a
+    # container stands still over its object before it carries it (World 1 val: a median of
+    # ~25-40 frames; models/world1_ram.md section 22). Only when the walker steps is decided
+    # here, never where it goes. 0 frames: off (the hold lasts walker_hold_frames).
+    walker_release_still_frames: int = 0
+    walker_release_distance: float = 0.025
     # Not in the paper: the step prior is centred on this fraction of the track's velocity at its
     # last detection (CenterTrack's tracking offset) instead of on staying put: a hidden car keeps
     # moving, so where the embeddings do not tell nodes apart its walker goes on with it rather
@@ -117,6 +129,12 @@ class TrackerConfig:
             raise ValueError(f'walker_hold_frames must be >= 0, got {self.walker_hold_frames}')
         if self.walker_hold_sigma < 0.0:
             raise ValueError(f'walker_hold_sigma must be >= 0, got {self.walker_hold_sigma}')
+        if self.walker_release_still_frames < 0:
+            raise ValueError('walker_release_still_frames must be >= 0, got '
+                             f'{self.walker_release_still_frames}')
+        if not 0.0 < self.walker_release_distance <= 1.0:
+            raise ValueError('walker_release_distance must be in (0, 1], got '
+                             f'{self.walker_release_distance}')
         if not 0.0 <= self.walker_step_velocity <= 2.0:
             raise ValueError(f'walker_step_velocity must be in [0, 2], got {self.walker_step_velocity}')
 
@@ -162,6 +180,10 @@ class Track:
     walker: Optional[torch.Tensor] = field(default=None, repr=False)  # (N,) on occluded tracks
     walker_offset: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # see walker_keeps_offset
     hidden_velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # at the first miss
+    # walker_release_still_frames: the visible tracks covering this hidden one (track id ->
+    # (the spot it stands on, frames it has stayed there)), and whether one carried it off
+    coverers: dict = field(default_factory=dict, repr=False)
+    hold_released: bool = False
     detection_score: float = 0.0   # score of the last detection (score decays from it while hidden)
     # Appendix C state (refine_hidden_boxes): the last reported centres (newest last), the last
     # visible centre, whether the track was static when it disappeared, the walker's peak on the
@@ -232,6 +254,8 @@ class Tracker:
             else:
                 occluded.append(track)
         if cfg.occlusion_model == 'walker' and occluded and transition is not None:
+            if cfg.walker_release_still_frames > 0:
+                self._watch_coverers(occluded, survivors)
             self._advance_walkers(occluded, transition() if callable(transition) else transition,
                                   grid)
         for track in occluded:
@@ -293,6 +317,8 @@ class Tracker:
         track.box_source = 'detection'
         track.walker_confidence = 1.0
         track.walker = None
+        track.coverers = {}
+        track.hold_released = False
 
     def _advance_walkers(self, tracks: list[Track], transition: Transition,
                          grid: NodeGrid) -> None:
@@ -338,12 +364,35 @@ class Tracker:
             track.center = location
             track.box_source = 'walker'
 
+    def _watch_coverers(self, hidden: list[Track], visible: list[Track]) -> None:
+        """walker_release_still_frames: end the hold of a hidden track whose coverer, after
+        standing still over it, moves off with it (see TrackerConfig)."""
+        cfg = self.config
+        reach = cfg.walker_release_distance * self.image_width
+        for track in hidden:
+            if track.hold_released or track.frames_since_seen > cfg.walker_hold_frames:
+                continue
+            covering = {}
+            for other in visible:
+                if np.any(np.abs(track.center - other.center) > other.size / 2):
+                    continue
+                spot, frames = track.coverers.get(other.track_id, (other.center.copy(), 0))
+                if np.linalg.norm(other.center - spot) <= reach:
+                    frames += 1
+                elif frames >= cfg.walker_release_still_frames:
+                    track.hold_released = True
+                    break
+                else:                                  # still passing: measure from here
+                    spot, frames = other.center.copy(), 1
+                covering[other.track_id] = (spot, frames)
+            track.coverers = covering
+
     def _step_prior(self, track: Track, grid: NodeGrid) -> tuple[float, tuple[float, float]]:
         """The step prior for this track's walk step now: sigma (fraction of the width) and the
         expected step (dy, dx) in nodes."""
         cfg = self.config
-        sigma = (cfg.walker_hold_sigma if track.frames_since_seen <= cfg.walker_hold_frames
-                 else cfg.walker_step_sigma)
+        held = track.frames_since_seen <= cfg.walker_hold_frames and not track.hold_released
+        sigma = cfg.walker_hold_sigma if held else cfg.walker_step_sigma
         vx, vy = cfg.walker_step_velocity * track.hidden_velocity / grid.stride
         return sigma, (float(vy), float(vx))
 

@@ -199,6 +199,40 @@ def test_walker_hold_frames_keep_a_newly_hidden_object_and_let_an_older_one_move
         TrackerConfig(walker_hold_sigma=-0.1)
 
 
+def test_walker_release_ends_the_hold_when_a_still_coverer_carries_the_object_off():
+    """walker_release_still_frames: a hidden object's walker is held while a cup stands over it
+    and while an occluder passes over it; once the cup, having stood still for 3 frames, moves
+    off, the hold ends and the walker steps freely (here: the paper's walk, drawn to the lure)."""
+    config = paper(walker_step_sigma=0.0, walker_hold_frames=100, walker_hold_sigma=1.0 / 80,
+                   walker_release_still_frames=3, walker_release_distance=4.0 / 80,
+                   walker_min_confidence=0.01)
+    lure = lure_transition(1, 3, angle=1.0)
+
+    def hide(coverer_xs):
+        """The target (class 0) at (40, 24), then hidden under a 30 x 30 class-1 box at each x."""
+        tracker = Tracker(config, IMAGE)
+        tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0), (coverer_xs[0], 24, 30, 30, 0.9, 1, 0, 0)))
+        start = tracker.tracks[0].center.copy()
+        moved, previous = [], coverer_xs[0]
+        for x in coverer_xs[1:]:
+            tracks = tracker.update(dets((x, 24, 30, 30, 0.9, 1, previous - x, 0)),
+                                    transition=lure, grid=GRID)
+            (hidden,) = [t for t in tracks if t.class_id == 0]
+            moved.append(float(np.linalg.norm(hidden.center - start)))
+            previous = x
+        return moved
+
+    cup = hide([40, 40, 40, 40, 40, 48, 52])           # stands 4 frames, then moves 8 px
+    assert max(cup[:4]) < 4.0                         # held while the cup stands over it
+    assert cup[-1] > 16.0                             # released once it moves off
+    passing = hide([28, 34, 40, 46, 52, 58, 64, 64])   # 6 px per frame over the object
+    assert max(passing) < 4.0                         # never stood still on it: held throughout
+    with pytest.raises(ValueError, match='walker_release_still_frames'):
+        TrackerConfig(walker_release_still_frames=-1)
+    with pytest.raises(ValueError, match='walker_release_distance'):
+        TrackerConfig(walker_release_distance=0.0)
+
+
 def test_walker_step_velocity_carries_a_hidden_object_on_with_its_last_motion():
     """A car moving 8 px (one node) per frame to the right goes behind an occluder whose surface
     looks alike everywhere: centred on zero, the step prior parks its walker where it was last
