@@ -43,14 +43,17 @@ STATES = world_lacater.STATE_NAMES
 # LA-CATER settings of Algorithm 1 (paper appendix B): long occlusions. Beyond the paper, chosen
 # on World 1 val (40 videos): a prior on the walker's step (walker_step_sigma: 0.035 of the width,
 # 1.4 nodes at 160 px, for the shipped model of models/world1_ram.md section 16; the previous
-# model's was 0.0177, section 14), a tighter one for a track's first 20 hidden frames
+# model's was 0.0177, section 14), a tighter one for a track's first 60 hidden frames
 # (walker_hold_frames / walker_hold_sigma, section 17: a just-hidden object has rarely moved yet)
-# and boxes that keep the last observation's sub-node offset (walker_keeps_offset). The step
+# that ends early once a track that stood still over the hidden one for 10 frames moves off with
+# it (walker_release_still_frames / walker_release_distance, section 22: a container carrying
+# it) and boxes that keep the last observation's sub-node offset (walker_keeps_offset). The step
 # prior stays centred on zero (walker_step_velocity 0; the node's 0.25, chosen on World 2's
 # moving cars, lowers World 1 val's hidden-state sum, section 21). 'ram_paper_walk' is the walk
 # as published.
 LACATER_TRACKER = TrackerConfig(max_age=300, walker_min_confidence=0.005, walker_step_sigma=0.035,
-                                walker_hold_frames=20, walker_hold_sigma=0.005,
+                                walker_hold_frames=60, walker_hold_sigma=0.005,
+                                walker_release_still_frames=10, walker_release_distance=0.025,
                                 walker_keeps_offset=True, walker_step_velocity=0.0)
 # Not an occlusion model of the tracker: the heuristic runs on a CenterTrack tracker ('none').
 NEAREST_OCCLUDER = 'nearest_occluder'
