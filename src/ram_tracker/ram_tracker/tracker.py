@@ -101,7 +101,7 @@ class TrackerConfig:
     # track's hold ends (walker_step_sigma from then on). An occluder that passes over a hidden
     # object never stands still on it, so the hold keeps the walker where the object stays; a
     # container stands still over its object before it carries it (World 1 val: a median of
-    # ~25-40 frames; models/world1_ram.md section 22). Only when the walker steps is decided
+    # ~25-40 frames; models/world1_ram.md sections 19 and 22). Only when the walker steps is decided
     # here, never where it goes. 0 frames: off (the hold lasts walker_hold_frames).
     walker_release_still_frames: int = 0
     walker_release_distance: float = 0.025

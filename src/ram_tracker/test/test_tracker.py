@@ -211,7 +211,8 @@ def test_walker_release_ends_the_hold_when_a_still_coverer_carries_the_object_of
     def hide(coverer_xs):
         """The target (class 0) at (40, 24), then hidden under a 30 x 30 class-1 box at each x."""
         tracker = Tracker(config, IMAGE)
-        tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0), (coverer_xs[0], 24, 30, 30, 0.9, 1, 0, 0)))
+        tracker.update(dets((40, 24, 10, 10, 0.9, 0, 0, 0),
+                            (coverer_xs[0], 24, 30, 30, 0.9, 1, 0, 0)))
         start = tracker.tracks[0].center.copy()
         moved, previous = [], coverer_xs[0]
         for x in coverer_xs[1:]:
