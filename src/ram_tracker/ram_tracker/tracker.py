@@ -101,8 +101,8 @@ class TrackerConfig:
     # track's hold ends (walker_step_sigma from then on). An occluder that passes over a hidden
     # object never stands still on it, so the hold keeps the walker where the object stays; a
     # container stands still over its object before it carries it (World 1 val: a median of
-    # ~25-40 frames; models/world1_ram.md sections 19 and 22). Only when the walker steps is decided
-    # here, never where it goes. 0 frames: off (the hold lasts walker_hold_frames).
+    # ~25-40 frames; models/world1_ram.md sections 19 and 22). Only when the walker steps is
+    # decided here, never where it goes. 0 frames: off (the hold lasts walker_hold_frames).
     walker_release_still_frames: int = 0
     walker_release_distance: float = 0.025
     # Not in the paper: the step prior is centred on this fraction of the track's velocity at its
@@ -370,7 +370,7 @@ class Tracker:
         cfg = self.config
         reach = cfg.walker_release_distance * self.image_width
         for track in hidden:
-            if track.hold_released or track.frames_since_seen > cfg.walker_hold_frames:
+            if not self._held(track):
                 continue
             covering = {}
             for other in visible:
@@ -387,12 +387,16 @@ class Tracker:
                 covering[other.track_id] = (spot, frames)
             track.coverers = covering
 
+    def _held(self, track: Track) -> bool:
+        """Whether the track's walker steps under the hold (walker_hold_frames, ended early by
+        walker_release_still_frames)."""
+        return track.frames_since_seen <= self.config.walker_hold_frames and not track.hold_released
+
     def _step_prior(self, track: Track, grid: NodeGrid) -> tuple[float, tuple[float, float]]:
         """The step prior for this track's walk step now: sigma (fraction of the width) and the
         expected step (dy, dx) in nodes."""
         cfg = self.config
-        held = track.frames_since_seen <= cfg.walker_hold_frames and not track.hold_released
-        sigma = cfg.walker_hold_sigma if held else cfg.walker_step_sigma
+        sigma = cfg.walker_hold_sigma if self._held(track) else cfg.walker_step_sigma
         vx, vy = cfg.walker_step_velocity * track.hidden_velocity / grid.stride
         return sigma, (float(vy), float(vx))
 
