@@ -53,7 +53,7 @@ class TrackerConfig:
     max_age: int = 16                   # missed frames before an occluded track ends (LA-CATER: 300)
     walker_min_confidence: float = 0.05  # LA-CATER: 0.005
     border_margin: float = 0.05         # fraction of the image size
-    rematch_radius: float = 25.0 / 1280.0  # fraction of the image width (paper: 25 px at 1280)
+    rematch_radius: float = 25.0 / 1280.0  # fraction of the width (official: 25 px, at 1280 px)
     occlusion_model: str = 'walker'
     # Not in the paper: place the walker's box at (last seen centre + how far the walker's peak
     # moved from its start node) instead of at the peak node itself. Same walk, same argmax; it
