@@ -320,8 +320,8 @@ def test_lacater_settings_rematch_a_reappearing_target_within_the_authors_25_px(
     in LA-CATER's 320-px-wide frames (disocl_match_thresh, original image pixels); World 1's
     frames are 320 px wide too. A target that reappears 16 source px (8 px at the 160-px network
     input) from where its hidden track held it, too far for the association's box-area gate,
-    keeps its ID instead of starting a second target track (which, under the paper's rule, a
-    stale hypothesis with a higher last score would outrank)."""
+    keeps its ID instead of starting a second target track beside the hidden one (which, under
+    the paper's rule, outranks the new track whenever its last score is higher)."""
     tracker, grid, stay, _, seen, empty = _world1_tracker_scene()
     (first,) = tracker.update(seen(60.0))
     for _ in range(5):
