@@ -329,3 +329,33 @@ def test_lacater_settings_rematch_a_reappearing_target_within_the_authors_25_px(
         assert hidden.state == 'occluded'
     live = [t for t in tracker.update(seen(68.0), transition=stay, grid=grid) if t.state != 'lost']
     assert [(t.track_id, t.state) for t in live] == [(first.track_id, 'visible')]
+
+
+def test_videos_split_over_processes_give_the_same_results(tmp_path):
+    """make eval splits World 1's videos over worker processes; the shipped model and its twin
+    must score exactly as in one process (one torch thread, as each worker has), occlusion
+    records included, in the same order."""
+    from ram_tracker.checkpoint import load_weights
+    from ram_training import demo
+    spec = world_lacater.World1DatasetSpec(config=world_lacater.World1Config(num_frames=90),
+                                           counts={'train': 0, 'val': 0, 'test': 3}, base_seed=0)
+    world_lacater.generate_dataset(tmp_path, spec, workers=1)
+    ram, _ = load_weights(str(demo.WORLD1_MODEL))
+    twin, _ = load_weights(str(demo.WORLD1_MODEL).replace('world1_ram', 'world1_nowalk'))
+    models = {'ram_model': (ram.eval(), dict(OCCLUSION_MODELS)),
+              'no_walk_loss': (twin.eval(), {'walker': 'walker'})}
+    runs, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)        # the workers' arithmetic: one thread each (rounding differs)
+    try:
+        for workers in (1, 2):
+            records = []
+            results = evaluate_models(models, tmp_path, 'test', (160, 128), log=lambda *_: None,
+                                      occlusion_records=records,
+                                      selection=('score', 'fresh_first'), workers=workers)
+            runs[workers] = (results, records)
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[2] == runs[1]
+    assert runs[1][0]['ram_model/ram']['miou_visible'] > 0.3      # a real detector on real frames
+    # every video has an occlusion of the target: the records show the video order
+    assert len({r['video'] for r in runs[1][1]}) == 3

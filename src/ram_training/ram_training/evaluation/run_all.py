@@ -20,8 +20,11 @@ Stages (each prints its wall time; all numbers land in <out>/results.json):
    model's occlusion handlers, all from one model pass (ram = walker, last_seen,
    constant_velocity, no_permanence = CenterTrack, nearest_occluder = the heuristic), and the
    no-walk-loss model's walker (no_walk_loss); one `occlusion_errors` record per occlusion of the
-   target and method. Cached in <out>/world1/results.json (reused when models, videos,
-   protocol and the code of both packages, provenance.code_digest, are the same).
+   target and method. The videos are split over `--threads` processes (the tracking loops
+   are Python: torch threads alone leave a core idle; the same numbers up to float rounding,
+   < 1e-7). Cached in
+   <out>/world1/results.json (reused when models, videos, protocol and the code of both
+   packages, provenance.code_digest, are the same).
 3. World 2 (evaluation/kitti_eval.evaluate_dataset into <out>/world2/, resumable per sequence):
    the live tracker_node (ROS path; `--skip-ros` leaves it out) and offline: ram (walker, the
    node's settings), ram_paper_walk (the walk as published), last_seen, constant_velocity,
@@ -283,8 +286,9 @@ def _world1_method_name(key: str) -> str:
 
 
 def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path | None,
-               out: Path, log=_log) -> dict:
-    """{'methods': {name: metrics}, 'occlusion_errors': [...], 'frames', 'seconds', 'cached'}."""
+               out: Path, log=_log, workers: int = 1) -> dict:
+    """{'methods': {name: metrics}, 'occlusion_errors': [...], 'frames', 'seconds', 'cached'}.
+    `workers`: processes the videos are split over (the same results)."""
     from ram_tracker.checkpoint import load_weights, trained_input_size
     from ram_training.data import world_lacater as w1
     from ram_training.evaluation import world1
@@ -323,7 +327,7 @@ def run_world1(data_root: Path, videos: int, ram_path: Path, baseline_path: Path
         results.update(world1.evaluate_models(
             models, data_root, 'test', input_size, max_videos=videos,
             log=lambda m: log(f'  {m}'), occlusion_records=records,
-            selection=('score', 'fresh_first')))
+            selection=('score', 'fresh_first'), workers=workers))
     order = [*world1.OCCLUSION_MODELS, WORLD1_BASELINE_LABEL]
     by_rule = {}
     for suffix in ('', '@fresh_first'):
@@ -594,7 +598,7 @@ def _stage(timings: dict, name: str):
 
 def _world1_stage(results: dict, w1_root: Path, args, models: dict, out: Path) -> None:
     w1 = run_world1(w1_root, args.world1_videos, models['world1_ram'],
-                    models.get('world1_nowalk'), out)
+                    models.get('world1_nowalk'), out, workers=args.threads)
     results['datasets']['world1'] = {'methods': w1['methods'],
                                      'fresh_first': w1.get('fresh_first', {})}
     results['data']['world1']['frames'] = w1['frames']
@@ -754,7 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--skip-ros', action='store_true',
                    help='World 2 offline only (no tracker_node; for machines without ROS 2)')
     p.add_argument('--no-filmstrip', action='store_true')
-    p.add_argument('--threads', type=int, default=2, help='torch threads (and the node\'s)')
+    p.add_argument('--threads', type=int, default=2,
+                   help='torch threads (and the node\'s); World 1 splits its videos over this many '
+                        'processes')
     return p
 
 

@@ -220,7 +220,7 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
                     input_size: tuple[int, int], max_videos: int | None = None,
                     tracker_config: TrackerConfig = LACATER_TRACKER, log=print,
                     occlusion_records: list | None = None,
-                    selection: str | Sequence[str] = 'score') -> dict:
+                    selection: str | Sequence[str] = 'score', workers: int = 1) -> dict:
     """models: label -> (RAMModel, {method: occlusion model or TrackerConfig fields}). Returns
     {label/method: metrics} under the first selection rule, and {label/method@rule: metrics} under
     each further one: how the frame's target box is chosen among target tracks (SELECTION_RULES),
@@ -228,6 +228,10 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
 
     Each model runs once per frame; all of its methods track from that one inference. The
     occlusion model NEAREST_OCCLUDER is the heuristic on a tracker with occlusion model 'none'.
+    `workers` > 1 splits the videos over that many processes (one torch thread each; the
+    tracking loops are Python, so threads alone leave cores idle). The results are those of one
+    process with one torch thread; against more threads they differ by float rounding only
+    (World 1's make eval numbers by < 1e-7).
 
     `occlusion_records`: if a list, one record per occlusion of the target (`occlusion_runs`:
     a run of not-visible frames after a visible one) and method is appended: {'method':
@@ -237,53 +241,87 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
     """
     rules = (selection,) if isinstance(selection, str) else tuple(selection)
     videos = world1_videos(root, split)[:max_videos]
-    per_video: dict[str, list] = {}
     started = time.perf_counter()
-    frames = 0
-    for vi, video in enumerate(videos):
-        target = int(np.flatnonzero(video.annotations.classes == 0)[0])
-        truth = video.annotations.boxes[:, target]
-        states = video.ann.states
-        for label, (model, methods) in models.items():
-            stream = StreamingModel(model, input_size, torch.device('cpu'),
-                                    tracker_config.det_threshold)
-            heuristics = {m: NearestOccluderHeuristic() for m, occ in methods.items()
-                          if occ == NEAREST_OCCLUDER}
-            trackers = OnePassTrackers(stream, tracker_config, {
-                m: 'none' if m in heuristics else occ for m, occ in methods.items()})
-            keys = {(m, r): f'{label}/{m}' + (f'@{r}' if i else '')
-                    for m in methods for i, r in enumerate(rules)}
-            ious = {key: {s: [] for s in STATES} for key in keys.values()}
-            previous = {}                 # the last box each (method, rule) gave, in source pixels
-            errors = {m: [] for m in methods}
-            for t in range(video.num_frames):
-                _, results = trackers.step(video.image(t))
-                for method, result in results.items():
-                    heuristic_box = heuristics[method].update(result) if method in heuristics else None
-                    for i, rule in enumerate(rules):
-                        box = (heuristic_box if method in heuristics
-                               else target_box(result, rule=rule, truth=truth[t]))
-                        # the authors' protocol: a frame without a target item repeats the
-                        # previous frame's box (IoU 0 only before the method's first box)
-                        box = previous.get((method, rule)) if box is None else box
-                        previous[method, rule] = box
-                        iou = 0.0 if box is None else box_iou(box, truth[t])
-                        ious[keys[method, rule]][STATES[states[t]]].append(iou)
-                        if i == 0:
-                            errors[method].append(_centre_error(box, truth[t]))
-            for key, values in ious.items():
-                per_video.setdefault(key, []).append(values)
-            for method in methods:
-                if occlusion_records is not None:
-                    status = np.where(np.asarray(states) == 0, 1, 2)
-                    occlusion_records.extend(
-                        {'method': f'{label}/{method}', 'video': video.name, 'first_frame': first,
-                         'occlusion_length': length, 'error_px': error}
-                        for first, length, error in occlusion_errors(status, errors[method]))
-        frames += video.num_frames
-        log(f'[world1 eval] video {vi + 1}/{len(videos)} {video.name}: '
+    if workers > 1 and len(videos) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        chunks = [list(range(len(videos)))[w::workers] for w in range(workers)]
+        jobs = [(models, str(root), split, chunk, input_size, tracker_config, rules)
+                for chunk in chunks]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+            outputs = dict(item for part in pool.map(_evaluate_chunk, jobs) for item in part)
+        outputs = [outputs[i] for i in range(len(videos))]
+        frames = sum(video.num_frames for video in videos)
+        log(f'[world1 eval] {len(videos)} videos in {workers} processes: '
             f'{frames / (time.perf_counter() - started):.1f} frames/s')
+    else:
+        outputs, frames = [], 0
+        for vi, video in enumerate(videos):
+            outputs.append(_evaluate_video(video, models, input_size, tracker_config, rules))
+            frames += video.num_frames
+            log(f'[world1 eval] video {vi + 1}/{len(videos)} {video.name}: '
+                f'{frames / (time.perf_counter() - started):.1f} frames/s')
+    per_video: dict[str, list] = {}
+    for ious, records in outputs:
+        for key, values in ious.items():
+            per_video.setdefault(key, []).append(values)
+        if occlusion_records is not None:
+            occlusion_records.extend(records)
     return {name: summarize(v) for name, v in per_video.items()}
+
+
+def _evaluate_chunk(job) -> list[tuple[int, tuple]]:
+    """A worker process's share of evaluate_models: [(video index, _evaluate_video's output)]."""
+    models, root, split, indices, input_size, tracker_config, rules = job
+    torch.set_num_threads(1)
+    videos = world1_videos(root, split)
+    return [(i, _evaluate_video(videos[i], models, input_size, tracker_config, rules))
+            for i in indices]
+
+
+def _evaluate_video(video, models: dict[str, tuple], input_size: tuple[int, int],
+                    tracker_config: TrackerConfig, rules: tuple) -> tuple[dict, list]:
+    """One video, every model and method: ({label/method[@rule]: {state: [IoU per frame]}},
+    occlusion records of the first rule)."""
+    target = int(np.flatnonzero(video.annotations.classes == 0)[0])
+    truth = video.annotations.boxes[:, target]
+    states = video.ann.states
+    out, records = {}, []
+    for label, (model, methods) in models.items():
+        stream = StreamingModel(model, input_size, torch.device('cpu'),
+                                tracker_config.det_threshold)
+        heuristics = {m: NearestOccluderHeuristic() for m, occ in methods.items()
+                      if occ == NEAREST_OCCLUDER}
+        trackers = OnePassTrackers(stream, tracker_config, {
+            m: 'none' if m in heuristics else occ for m, occ in methods.items()})
+        keys = {(m, r): f'{label}/{m}' + (f'@{r}' if i else '')
+                for m in methods for i, r in enumerate(rules)}
+        ious = {key: {s: [] for s in STATES} for key in keys.values()}
+        previous = {}                 # the last box each (method, rule) gave, in source pixels
+        errors = {m: [] for m in methods}
+        for t in range(video.num_frames):
+            _, results = trackers.step(video.image(t))
+            for method, result in results.items():
+                heuristic_box = heuristics[method].update(result) if method in heuristics else None
+                for i, rule in enumerate(rules):
+                    box = (heuristic_box if method in heuristics
+                           else target_box(result, rule=rule, truth=truth[t]))
+                    # the authors' protocol: a frame without a target item repeats the
+                    # previous frame's box (IoU 0 only before the method's first box)
+                    box = previous.get((method, rule)) if box is None else box
+                    previous[method, rule] = box
+                    iou = 0.0 if box is None else box_iou(box, truth[t])
+                    ious[keys[method, rule]][STATES[states[t]]].append(iou)
+                    if i == 0:
+                        errors[method].append(_centre_error(box, truth[t]))
+        out.update(ious)
+        status = np.where(np.asarray(states) == 0, 1, 2)
+        for method in methods:
+            records.extend(
+                {'method': f'{label}/{method}', 'video': video.name, 'first_frame': first,
+                 'occlusion_length': length, 'error_px': error}
+                for first, length, error in occlusion_errors(status, errors[method]))
+    return out, records
 
 
 def method_table(results: dict, suffix: str = '') -> dict:
