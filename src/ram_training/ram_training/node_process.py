@@ -80,11 +80,8 @@ def sigterm_exits():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _end_with_this_thread():
-    """A preexec_fn that asks Linux to SIGTERM the child when the thread that forks it ends
-    (the kernel's notion of the parent is the thread: start nodes from a long-lived one, e.g.
-    the main thread); None elsewhere. Looked up here, in the parent: the child between fork and
-    exec only makes the call."""
+def _prctl():
+    """libc's prctl, typed; None off Linux or where it cannot be found."""
     if not sys.platform.startswith('linux'):
         return None
     try:
@@ -92,13 +89,35 @@ def _end_with_this_thread():
     except (OSError, AttributeError):
         return None
     prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    parent = os.getpid()
+    return prctl
 
-    def preexec():
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:      # the parent ended before the request was in place
-            os.kill(os.getpid(), signal.SIGTERM)
-    return preexec
+
+def _end_with(prctl, parent: int) -> None:
+    """In the child: SIGTERM from the kernel when the parent ends, or now if it already has."""
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:      # the parent ended before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _end_with_this_thread():
+    """A preexec_fn that asks Linux to SIGTERM the child when the thread that forks it ends
+    (the kernel's notion of the parent is the thread: start nodes from a long-lived one, e.g.
+    the main thread); None elsewhere. Looked up here, in the parent: the child between fork and
+    exec only makes the call."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    return lambda: _end_with(prctl, parent)
+
+
+def end_with_parent(parent: int) -> None:
+    """For a Python child process started with the spawn method (a fresh interpreter, e.g. a
+    multiprocessing pool's initializer, initargs (os.getpid(),)): the same request, made in the
+    child. Nothing off Linux."""
+    prctl = _prctl()
+    if prctl is not None:
+        _end_with(prctl, parent)
 
 
 def stop_node(node: subprocess.Popen, timeout: float = 30.0) -> int | None:

@@ -1,6 +1,9 @@
 """World 1 evaluation protocol: IoU, the target box choice, per-video then per-state averaging,
 and an end-to-end run over a tiny generated dataset."""
 import json
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -359,3 +362,70 @@ def test_videos_split_over_processes_give_the_same_results(tmp_path):
     assert runs[1][0]['ram_model/ram']['miou_visible'] > 0.3      # a real detector on real frames
     # every video has an occlusion of the target: the records show the video order
     assert len({r['video'] for r in runs[1][1]}) == 3
+
+
+def _pool_workers(parent: int) -> list[int]:
+    """Live (not zombie) multiprocessing workers (spawn_main) whose parent is `parent`."""
+    from pathlib import Path
+    found = []
+    for stat_path in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat_path.read_text().rsplit(')', 1)[1].split()
+            cmdline = (stat_path.parent / 'cmdline').read_bytes().decode(errors='replace')
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and fields[0] != 'Z' and 'spawn_main' in cmdline:
+            found.append(int(stat_path.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
+def test_world1_workers_end_when_their_parent_is_killed(tmp_path):
+    """Children die with their parent: SIGKILL to a process that evaluates World 1 over worker
+    processes (make eval's World 1 stage) leaves no worker tracking on, holding a core."""
+    import signal
+    import subprocess
+    import time
+    spec = world_lacater.World1DatasetSpec(
+        config=world_lacater.World1Config(width=64, height=48, num_frames=1500),
+        counts={'train': 0, 'val': 0, 'test': 2}, base_seed=3)
+    world_lacater.generate_dataset(tmp_path, spec, workers=1)
+    script = (
+        'from ram_tracker.model import ModelConfig, build_model\n'
+        'from ram_training.data import world_lacater\n'
+        'from ram_training.evaluation.world1 import OCCLUSION_MODELS, evaluate_models\n'
+        "model = build_model(ModelConfig(class_names=world_lacater.CLASS_NAMES, backbone_width=8,\n"
+        "    neck_channels=16, memory_channels=16, head_channels=16, embed_channels=16,\n"
+        "    embed_pool='none'))\n"
+        f"evaluate_models({{'m': (model.eval(), dict(OCCLUSION_MODELS))}}, {str(tmp_path)!r},\n"
+        "    'test', (64, 64), workers=2)\n")
+    parent = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.DEVNULL)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            workers = _pool_workers(parent.pid)
+        assert len(workers) == 2 and parent.poll() is None, 'the workers never started'
+        time.sleep(3)                              # past start-up: tracking the videos
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], 'a worker outlived its killed parent'
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for pid in workers:                        # an orphan of a failed run: ours, by its pid
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -244,11 +244,17 @@ def evaluate_models(models: dict[str, tuple], root, split: str,
     started = time.perf_counter()
     if workers > 1 and len(videos) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        import os
+
+        from ram_training.node_process import end_with_parent
         chunks = [list(range(len(videos)))[w::workers] for w in range(workers)]
         jobs = [(models, str(root), split, chunk, input_size, tracker_config, rules)
                 for chunk in chunks]
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
+        # Children die with their parent: the pool is terminated on the way out of the block
+        # (an exception, Ctrl-C, SIGTERM's exit), and the kernel ends a worker whose parent was
+        # killed outright (end_with_parent).
+        with multiprocessing.get_context('spawn').Pool(
+                workers, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
             outputs = dict(item for part in pool.map(_evaluate_chunk, jobs) for item in part)
         outputs = [outputs[i] for i in range(len(videos))]
         frames = sum(video.num_frames for video in videos)
