@@ -20,6 +20,30 @@ def rounded_sha256(*arrays) -> str:
     return digest.hexdigest()[:16]
 
 
+def process_state(pid: int) -> str | None:
+    """/proc/<pid>/stat's state letter (R, S, Z, ...); None when there is no such process."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(')') + 2]          # the command name may hold spaces and ')'
+
+
+def children_running(parent: int, name: str) -> list[int]:
+    """Live (not zombie) processes whose parent is `parent` and whose command line holds `name`."""
+    found = []
+    for stat_path in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            stat = stat_path.read_text()
+            cmdline = (stat_path.parent / 'cmdline').read_bytes().decode(errors='replace')
+        except OSError:
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()
+        if int(fields[1]) == parent and fields[0] != 'Z' and name in cmdline:
+            found.append(int(stat_path.parent.name))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Test tensors are tiny: a second thread only adds synchronisation cost, and on CI's two

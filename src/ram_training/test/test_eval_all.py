@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import children_running, process_state
 
 from ram_tracker.checkpoint import save_weights
 from ram_tracker.model import ModelConfig, build_model
@@ -306,30 +307,6 @@ def test_shrink_gif_keeps_every_kth_frame_under_the_limit(tmp_path):
 # processes: the live node never outlives the evaluation that started it
 
 
-def _process_state(pid: int) -> str | None:
-    """/proc/<pid>/stat's state letter (R, S, Z, ...); None when there is no such process."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(')') + 2]          # the command name may hold spaces and ')'
-
-
-def _children_running(parent: int, name: str) -> list[int]:
-    """Live (not zombie) processes whose parent is `parent` and whose command line holds `name`."""
-    found = []
-    for stat_path in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            stat = stat_path.read_text()
-            cmdline = (stat_path.parent / 'cmdline').read_bytes().decode(errors='replace')
-        except OSError:
-            continue
-        fields = stat[stat.rindex(')') + 2:].split()
-        if int(fields[1]) == parent and fields[0] != 'Z' and name in cmdline:
-            found.append(int(stat_path.parent.name))
-    return found
-
-
 @pytest.fixture(scope='module')
 def long_world2(tmp_path_factory) -> Path:
     """One World 2 sequence of 400 frames at 256x80: the replay is still running when killed."""
@@ -369,14 +346,14 @@ def test_killed_ram_eval_takes_its_tracker_node_with_it(long_world2, tiny_models
         while time.monotonic() < deadline and cli.poll() is None and not (
                 node_log.is_file() and 'active: tracking' in node_log.read_text(errors='replace')):
             time.sleep(0.2)
-        nodes = _children_running(cli.pid, 'tracker_node')
+        nodes = children_running(cli.pid, 'tracker_node')
         assert cli.poll() is None and len(nodes) == 1, (tmp_path / 'ram-eval.log').read_text()
         cli.send_signal(getattr(signal, signal_name))
         cli.wait(timeout=60)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _process_state(nodes[0]) not in (None, 'Z'):
+        while time.monotonic() < deadline and process_state(nodes[0]) not in (None, 'Z'):
             time.sleep(0.1)
-        assert _process_state(nodes[0]) in (None, 'Z'), \
+        assert process_state(nodes[0]) in (None, 'Z'), \
             f'tracker_node {nodes[0]} still running after ram-eval got {signal_name}'
         assert cli.returncode != 0              # a killed run never looks like a finished one
         assert not (out / 'ros' / '0000' / 'done.json').exists()
@@ -385,5 +362,5 @@ def test_killed_ram_eval_takes_its_tracker_node_with_it(long_world2, tiny_models
             cli.kill()
             cli.wait()
         for pid in nodes:                       # an orphan of a failed run: ours, by its pid
-            if _process_state(pid) not in (None, 'Z'):
+            if process_state(pid) not in (None, 'Z'):
                 os.kill(pid, signal.SIGKILL)

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import children_running, process_state
 
 from ram_tracker.model import ModelConfig, build_model
 from ram_tracker.pipeline import FrameResult, TrackOutput
@@ -364,29 +365,6 @@ def test_videos_split_over_processes_give_the_same_results(tmp_path):
     assert len({r['video'] for r in runs[1][1]}) == 3
 
 
-def _pool_workers(parent: int) -> list[int]:
-    """Live (not zombie) multiprocessing workers (spawn_main) whose parent is `parent`."""
-    from pathlib import Path
-    found = []
-    for stat_path in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = stat_path.read_text().rsplit(')', 1)[1].split()
-            cmdline = (stat_path.parent / 'cmdline').read_bytes().decode(errors='replace')
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == parent and fields[0] != 'Z' and 'spawn_main' in cmdline:
-            found.append(int(stat_path.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    from pathlib import Path
-    try:
-        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
 def test_world1_workers_end_when_their_parent_is_killed(tmp_path):
     """Children die with their parent: SIGKILL to a process that evaluates World 1 over worker
@@ -413,19 +391,19 @@ def test_world1_workers_end_when_their_parent_is_killed(tmp_path):
         deadline = time.monotonic() + 120
         while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
             time.sleep(0.2)
-            workers = _pool_workers(parent.pid)
+            workers = children_running(parent.pid, 'spawn_main')
         assert len(workers) == 2 and parent.poll() is None, 'the workers never started'
         time.sleep(3)                              # past start-up: tracking the videos
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        while time.monotonic() < deadline and any(process_state(pid) not in (None, 'Z') for pid in workers):
             time.sleep(0.1)
-        assert not [pid for pid in workers if _alive(pid)], 'a worker outlived its killed parent'
+        assert not [pid for pid in workers if process_state(pid) not in (None, 'Z')], 'a worker outlived its killed parent'
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
         for pid in workers:                        # an orphan of a failed run: ours, by its pid
-            if _alive(pid):
+            if process_state(pid) not in (None, 'Z'):
                 os.kill(pid, signal.SIGKILL)
